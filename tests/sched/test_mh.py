@@ -356,3 +356,13 @@ def test_tab_index_option_and_too_many_dests() -> None:
     assert _lookup(svc) == table
     with pytest.raises(IPVSError):
         destlist.bind_scheduler(svc, MaglevHashing(tab_index=8))
+
+
+def test_unrolled_hsiphash_u32_matches_the_reference() -> None:
+    from pylvs.sched.hashing import hsiphash_u32
+
+    # The kernel vector: bytes 00 01 02 03 are the little-endian u32 0x03020100.
+    assert hsiphash_u32(0x03020100, KEY) == 0x88D38328
+    for v in (0, 1, 0xFFFFFFFF, 0x0A000001, 0xDEADBEEF, 123456789):
+        for key in (KEY, (2654435761, 2654435761), (2654446892, 2654446892)):
+            assert hsiphash_u32(v, key) == hsiphash(v.to_bytes(4, "little"), key)

@@ -53,16 +53,12 @@ def addr_fold(af: int, addr: Address) -> int:
     XOR-ed (an IPv4 address in an IPv6 service occupies the first word, the
     rest of the union being zero); for AF_INET only the first word counts.
     """
-    raw = addr.packed
-    if af == AF_INET6:
-        raw = raw.ljust(16, b"\0")
-        return (
-            int.from_bytes(raw[0:4], "big")
-            ^ int.from_bytes(raw[4:8], "big")
-            ^ int.from_bytes(raw[8:12], "big")
-            ^ int.from_bytes(raw[12:16], "big")
-        )
-    return int.from_bytes(raw[0:4], "big")
+    v = int(addr)
+    if addr.version == 6:
+        if af == AF_INET6:
+            return (v >> 96) ^ ((v >> 64) & U32_MASK) ^ ((v >> 32) & U32_MASK) ^ (v & U32_MASK)
+        return v >> 96
+    return v
 
 
 def hashed_port(pkt: Packet) -> int:
@@ -127,5 +123,33 @@ def hsiphash(data: bytes, key: SipKey) -> int:
 
 
 def hsiphash_u32(value: int, key: SipKey) -> int:
-    """hsiphash(&v, sizeof(v), key) for an ``unsigned int v`` (little-endian memory)."""
-    return hsiphash((value & U32_MASK).to_bytes(4, "little"), key)
+    """hsiphash(&v, sizeof(v), key) for an ``unsigned int v`` (little-endian memory).
+
+    The hot path of mh: SipHash-1-3 of one 4-byte message, unrolled (one
+    compression round and three finalisation rounds) so a lookup costs no
+    function calls.  ``hsiphash()`` above is the general reference; the tests
+    check both agree.
+    """
+    m = U64_MASK
+    k0 = key[0] & m
+    k1 = key[1] & m
+    v0 = _SIP_C0 ^ k0
+    v1 = _SIP_C1 ^ k1
+    v2 = _SIP_C2 ^ k0
+    b = (4 << 56) | (value & U32_MASK)
+    v3 = _SIP_C3 ^ k1 ^ b
+    for r in range(4):
+        if r == 1:
+            v0 ^= b
+            v2 ^= 0xFF
+        v0 = (v0 + v1) & m
+        v1 = (((v1 << 13) | (v1 >> 51)) & m) ^ v0
+        v0 = ((v0 << 32) | (v0 >> 32)) & m
+        v2 = (v2 + v3) & m
+        v3 = (((v3 << 16) | (v3 >> 48)) & m) ^ v2
+        v0 = (v0 + v3) & m
+        v3 = (((v3 << 21) | (v3 >> 43)) & m) ^ v0
+        v2 = (v2 + v1) & m
+        v1 = (((v1 << 17) | (v1 >> 47)) & m) ^ v2
+        v2 = ((v2 << 32) | (v2 >> 32)) & m
+    return (v0 ^ v1 ^ v2 ^ v3) & U32_MASK

@@ -49,6 +49,7 @@ from pylvs.sched.hashing import U32_MASK, SipKey, addr_fold, hashed_port, hsipha
 
 PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 IP_VS_MH_TAB_INDEX = 12  # CONFIG_IP_VS_MH_TAB_INDEX default
+CLIENT_CACHE = 1 << 16  # memoised client hashes per service (cleared when full)
 
 # generate_hash_secret(): fixed keys, both words equal.
 MH_HASH1: SipKey = (2654435761, 2654435761)
@@ -159,6 +160,20 @@ class MaglevHashing(Scheduler):
         self.lookup: list[Dest | None] = [None] * self.tab_size
         self.gcd = 0
         self.rshift = 0
+        self._hcache: dict[int, int] = {}
+
+    def _client_hash(self, af: int, addr: Address, port: int) -> int:
+        """hsiphash of a client key, memoised: the kernel recomputes it, we keep
+        the last CLIENT_CACHE results because SipHash in Python costs microseconds.
+        The value depends only on the key, never on the table."""
+        x = (port + addr_fold(af, addr)) & U32_MASK
+        cache = self._hcache
+        h = cache.get(x)
+        if h is None:
+            if len(cache) >= CLIENT_CACHE:
+                cache.clear()
+            h = cache[x] = hsiphash_u32(x, MH_HASH1)
+        return h
 
     def _reassign(self, svc: Service) -> bool:
         dests = svc.destinations
@@ -187,12 +202,12 @@ class MaglevHashing(Scheduler):
         self._reassign(svc)
 
     def _get(self, af: int, addr: Address, port: int) -> Dest | None:
-        dest = self.lookup[mh_hashkey(af, addr, port, MH_HASH1, 0) % self.tab_size]
+        dest = self.lookup[self._client_hash(af, addr, port) % self.tab_size]
         return dest if dest is not None and usable(dest) else None
 
     def _get_fallback(self, af: int, addr: Address, port: int) -> Dest | None:
         size = self.tab_size
-        ihash = mh_hashkey(af, addr, port, MH_HASH1, 0) % size
+        ihash = self._client_hash(af, addr, port) % size
         dest = self.lookup[ihash]
         if dest is None:
             return None
