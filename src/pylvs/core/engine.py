@@ -149,15 +149,9 @@ class Engine:
             cp = made
         dest = cp.dest
         if dest is not None:
-            st = dest.stats
-            st.inpkts += 1
-            st.inbytes += size
-            st = dest.svc.stats
-            st.inpkts += 1
-            st.inbytes += size
-        tot = self.table.tot_stats
-        tot.inpkts += 1
-        tot.inbytes += size
+            dest.stats.add_in(size)
+            dest.svc.stats.add_in(size)
+        self.table.tot_stats.add_in(size)
         conns.set_state(cp, proto_tcp.Dir.INPUT, flags, now)
         cp.in_pkts += 1
         if cp.flags & F_ONE_PACKET:
@@ -168,15 +162,9 @@ class Engine:
         """A reply from the real server that went through the director (ip_vs_out)."""
         dest = cp.dest
         if dest is not None:
-            st = dest.stats
-            st.outpkts += 1
-            st.outbytes += size
-            st = dest.svc.stats
-            st.outpkts += 1
-            st.outbytes += size
-        tot = self.table.tot_stats
-        tot.outpkts += 1
-        tot.outbytes += size
+            dest.stats.add_out(size)
+            dest.svc.stats.add_out(size)
+        self.table.tot_stats.add_out(size)
         self.conns.set_state(cp, proto_tcp.Dir.OUTPUT, flags, now)
 
     def _is_new(self, protocol: int, flags: int) -> bool:

@@ -103,6 +103,14 @@ class Stats:
     inbytes: int = 0
     outbytes: int = 0
 
+    def add_in(self, size: int) -> None:
+        self.inpkts += 1
+        self.inbytes += size
+
+    def add_out(self, size: int) -> None:
+        self.outpkts += 1
+        self.outbytes += size
+
     def zero(self) -> None:
         self.conns = self.inpkts = self.outpkts = self.inbytes = self.outbytes = 0
 

@@ -100,3 +100,20 @@ def usable(dest: Dest) -> bool:
 
 RandomSource = Callable[[int], int]
 """``f(n)`` returns a uniformly random integer in [0, n) (get_random_u32_below)."""
+
+
+class TableScheduler(Scheduler):
+    """A scheduler whose lookup table is rebuilt from the dest list on every
+    change (ip_vs_sh_reassign, ip_vs_mh_reassign, ip_vs_dh_reassign)."""
+
+    def reassign(self, svc: Service) -> object:
+        raise NotImplementedError
+
+    def add_dest(self, svc: Service, dest: Dest) -> None:
+        self.reassign(svc)
+
+    def del_dest(self, svc: Service, dest: Dest) -> None:
+        self.reassign(svc)
+
+    def upd_dest(self, svc: Service, dest: Dest) -> None:
+        self.reassign(svc)

@@ -13,7 +13,7 @@ AVAILABLE, its weight is <= 0 or it is OVERLOADed; there is no fallback.
 from __future__ import annotations
 
 from pylvs.core.model import DEST_F_AVAILABLE, DEST_F_OVERLOAD, Address, Dest, Packet, Service
-from pylvs.sched.base import Scheduler, register
+from pylvs.sched.base import TableScheduler, register
 from pylvs.sched.hashing import addr_fold, hash_32
 
 IP_VS_DH_TAB_BITS = 8
@@ -34,26 +34,23 @@ def dh_assign(dests: list[Dest]) -> list[Dest | None]:
 
 
 @register
-class DestinationHashing(Scheduler):
+class DestinationHashing(TableScheduler):
     name = "dh"
 
     def __init__(self) -> None:
         self.buckets: list[Dest | None] = [None] * IP_VS_DH_TAB_SIZE
 
-    def _reassign(self, svc: Service) -> None:
+    def reassign(self, svc: Service) -> None:
         self.buckets = dh_assign(svc.destinations)
 
     def init_service(self, svc: Service) -> None:
-        self._reassign(svc)
+        self.reassign(svc)
+
+    def upd_dest(self, svc: Service, dest: Dest) -> None:
+        return None  # dh has no upd_dest hook: a weight edit keeps the table
 
     def done_service(self, svc: Service) -> None:
         self.buckets = [None] * IP_VS_DH_TAB_SIZE
-
-    def add_dest(self, svc: Service, dest: Dest) -> None:
-        self._reassign(svc)
-
-    def del_dest(self, svc: Service, dest: Dest) -> None:
-        self._reassign(svc)
 
     # No upd_dest: the kernel's dh scheduler does not register one.
 

@@ -44,7 +44,7 @@ from pylvs.core.model import (
     Packet,
     Service,
 )
-from pylvs.sched.base import Scheduler, register, usable
+from pylvs.sched.base import TableScheduler, register, usable
 from pylvs.sched.hashing import U32_MASK, SipKey, addr_fold, hashed_port, hsiphash_u32
 
 PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
@@ -149,7 +149,7 @@ def mh_populate(dests: list[Dest], af: int, size: int, g: int, rshift: int) -> l
 
 
 @register
-class MaglevHashing(Scheduler):
+class MaglevHashing(TableScheduler):
     name = "mh"
 
     def __init__(self, *, tab_index: int = IP_VS_MH_TAB_INDEX) -> None:
@@ -175,7 +175,7 @@ class MaglevHashing(Scheduler):
             h = cache[x] = hsiphash_u32(x, MH_HASH1)
         return h
 
-    def _reassign(self, svc: Service) -> bool:
+    def reassign(self, svc: Service) -> bool:
         dests = svc.destinations
         self.gcd = mh_gcd_weight(dests)
         self.rshift = mh_shift_weight(dests, self.gcd, self.tab_bits)
@@ -186,20 +186,11 @@ class MaglevHashing(Scheduler):
 
     def init_service(self, svc: Service) -> None:
         self.lookup = [None] * self.tab_size
-        if not self._reassign(svc):
+        if not self.reassign(svc):
             raise errors.invalid("mh: more dests than lookup table entries")
 
     def done_service(self, svc: Service) -> None:
         self.lookup = [None] * self.tab_size
-
-    def add_dest(self, svc: Service, dest: Dest) -> None:
-        self._reassign(svc)
-
-    def del_dest(self, svc: Service, dest: Dest) -> None:
-        self._reassign(svc)
-
-    def upd_dest(self, svc: Service, dest: Dest) -> None:
-        self._reassign(svc)
 
     def _get(self, af: int, addr: Address, port: int) -> Dest | None:
         dest = self.lookup[self._client_hash(af, addr, port) % self.tab_size]

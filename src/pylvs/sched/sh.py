@@ -30,7 +30,7 @@ from pylvs.core.model import (
     Packet,
     Service,
 )
-from pylvs.sched.base import Scheduler, register, usable
+from pylvs.sched.base import TableScheduler, register, usable
 from pylvs.sched.hashing import U32_MASK, addr_fold, hash_32, hashed_port
 
 IP_VS_SH_TAB_BITS = 8
@@ -64,7 +64,7 @@ def sh_assign(dests: list[Dest], size: int) -> list[Dest | None]:
 
 
 @register
-class SourceHashing(Scheduler):
+class SourceHashing(TableScheduler):
     name = "sh"
 
     def __init__(self, *, tab_bits: int = IP_VS_SH_TAB_BITS) -> None:
@@ -74,23 +74,14 @@ class SourceHashing(Scheduler):
         self.tab_size = 1 << tab_bits
         self.buckets: list[Dest | None] = [None] * self.tab_size
 
-    def _reassign(self, svc: Service) -> None:
+    def reassign(self, svc: Service) -> None:
         self.buckets = sh_assign(svc.destinations, self.tab_size)
 
     def init_service(self, svc: Service) -> None:
-        self._reassign(svc)
+        self.reassign(svc)
 
     def done_service(self, svc: Service) -> None:
         self.buckets = [None] * self.tab_size
-
-    def add_dest(self, svc: Service, dest: Dest) -> None:
-        self._reassign(svc)
-
-    def del_dest(self, svc: Service, dest: Dest) -> None:
-        self._reassign(svc)
-
-    def upd_dest(self, svc: Service, dest: Dest) -> None:
-        self._reassign(svc)
 
     def _get(self, af: int, addr: Address, port: int) -> Dest | None:
         dest = self.buckets[sh_hashkey(af, addr, port, 0, self.tab_bits)]
