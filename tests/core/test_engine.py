@@ -92,8 +92,8 @@ def test_tcp_lifecycle_nat_accounting_and_expiry() -> None:
     assert isinstance(cp, Conn)
     assert cp.state == TcpState.SYN_RECV and counts(e)["192.168.0.2"] == (1, 0, 0)
     # The reply is found through the out index (real server -> client).
-    assert cp.extra is not None
-    assert e.conns.out_get(cp.extra) is cp  # type: ignore[arg-type]
+    assert cp.okey is not None
+    assert e.conns.out_get(cp.okey) is cp
     e.packet_out(cp, 0.1, flags=TH_SYN | TH_ACK, size=60)
     assert cp.state == TcpState.SYN_RECV
     assert e.packet_in(Proto.TCP, ip_address("1.1.1.1"), 1000, VIP, 80, 0.2, flags=TH_ACK) is cp
@@ -105,7 +105,7 @@ def test_tcp_lifecycle_nat_accounting_and_expiry() -> None:
     assert e.tick(100.0) == []
     assert e.tick(122.0) == [cp]
     assert counts(e)["192.168.0.2"] == (0, 0, 0) and len(e.conns) == 0
-    assert e.conns.out_get(cp.extra) is None  # type: ignore[arg-type]
+    assert e.conns.out_get(cp.okey) is None
     svc = e.table.get(K)
     assert svc is not None and svc.stats.outpkts == 2
 
@@ -114,7 +114,7 @@ def test_dr_uses_the_input_only_table() -> None:
     e = mk()
     add(e, "192.168.0.2", fwd=Fwd.DROUTE)
     cp = syn(e, "1.1.1.1", 1000, 0.0)
-    assert isinstance(cp, Conn) and cp.extra is None  # no reply index for DR
+    assert isinstance(cp, Conn) and cp.okey is None  # no reply index for DR
     e.packet_in(Proto.TCP, ip_address("1.1.1.1"), 1000, VIP, 80, 0.1, flags=TH_ACK)
     e.packet_in(Proto.TCP, ip_address("1.1.1.1"), 1000, VIP, 80, 0.2, flags=TH_FIN | TH_ACK)
     # INPUT_ONLY: ESTABLISHED + fin -> FIN_WAIT (INPUT would give CLOSE_WAIT)

@@ -94,6 +94,7 @@ class Conn:
         "in_pkts",
         "key",
         "n_control",
+        "okey",
         "state",
         "timeout",
     )
@@ -110,7 +111,8 @@ class Conn:
         self.control: Conn | None = None
         self.n_control = 0
         self.in_pkts = 0
-        self.extra: object = None
+        self.extra: object = None  # free for the data plane (e.g. its relay object)
+        self.okey: bytes | None = None  # key in the reply-direction index
         self.bucket: int | None = None  # None once unlinked
 
     # -- decoded views (listings; not for the hot path) --
@@ -243,7 +245,7 @@ class ConnTable:
         self.tab[key] = conn
         if out_key is not None:
             self.out[out_key] = conn
-            conn.extra = out_key
+            conn.okey = out_key
         self._arm(conn, now)
         return conn
 
@@ -256,7 +258,7 @@ class ConnTable:
     def attach_out_key(self, conn: Conn, out_key: bytes) -> None:
         """Index ``conn`` for replies under ``out_key`` (used by FULLNAT's local addresses)."""
         self.out[out_key] = conn
-        conn.extra = out_key
+        conn.okey = out_key
 
     # -- timers -----------------------------------------------------------
     def _file(self, conn: Conn) -> None:
@@ -417,8 +419,8 @@ class ConnTable:
     def _unlink(self, conn: Conn) -> None:
         if self.tab.get(conn.key) is conn:
             del self.tab[conn.key]
-        ok = conn.extra
-        if isinstance(ok, bytes) and self.out.get(ok) is conn:
+        ok = conn.okey
+        if ok is not None and self.out.get(ok) is conn:
             del self.out[ok]
         conn.bucket = None
 

@@ -147,16 +147,41 @@ class Engine:
             if made is None:
                 return NO_DEST
             cp = made
+        self.conn_in(cp, now, flags, size)
+        if cp.flags & F_ONE_PACKET:
+            conns.release_one_packet(cp)
+        return cp
+
+    def conn_in(self, cp: Conn, now: float, flags: int = 0, size: int = 0) -> None:
+        """A client packet for a connection the data plane already holds (no lookup)."""
         dest = cp.dest
         if dest is not None:
             dest.stats.add_in(size)
             dest.svc.stats.add_in(size)
         self.table.tot_stats.add_in(size)
-        conns.set_state(cp, proto_tcp.Dir.INPUT, flags, now)
+        self.conns.set_state(cp, proto_tcp.Dir.INPUT, flags, now)
         cp.in_pkts += 1
-        if cp.flags & F_ONE_PACKET:
-            conns.release_one_packet(cp)
-        return cp
+
+    def account(
+        self, cp: Conn, now: float, inpkts: int, inbytes: int, outpkts: int, outbytes: int
+    ) -> None:
+        """Traffic counted elsewhere (a proxy worker), with no state change.
+
+        The connection's timer restarts, as it would with each packet.
+        """
+        for st in self._stats_of(cp):
+            st.inpkts += inpkts
+            st.inbytes += inbytes
+            st.outpkts += outpkts
+            st.outbytes += outbytes
+        cp.in_pkts += inpkts
+        self.conns.touch(cp, now)
+
+    def _stats_of(self, cp: Conn) -> tuple[Stats, ...]:
+        dest = cp.dest
+        if dest is None:
+            return (self.table.tot_stats,)
+        return (dest.stats, dest.svc.stats, self.table.tot_stats)
 
     def packet_out(self, cp: Conn, now: float, *, flags: int = 0, size: int = 0) -> None:
         """A reply from the real server that went through the director (ip_vs_out)."""

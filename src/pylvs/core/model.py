@@ -75,7 +75,7 @@ DEST_F_OVERLOAD = 0x0002
 
 # Defaults from ipvsadm / the kernel.
 DEFAULT_SCHED = "wlc"
-DEFAULT_PERSISTENCE = 300  # seconds (ipvsadm -p without a value)
+DEFAULT_PERSISTENCE = 360  # seconds: ipvsadm 1.31 sends 6*60 for -p without a value
 DEFAULT_NETMASK_V4 = 0xFFFFFFFF
 DEFAULT_NETMASK_V6 = 128
 MAX_WEIGHT = 65535

@@ -58,6 +58,9 @@ class Op:
 class Table:
     def __init__(self) -> None:
         self.services: dict[ServiceKey, Service] = {}
+        # Hot-path index for find(): (protocol, address, port) and fwmark -> service.
+        self._inet: dict[tuple[int, Address, int], Service] = {}
+        self._fwm: dict[tuple[int, int], Service] = {}
         self.tot_stats = Stats()
         # Deleted dests still referenced by connections (the kernel's dest trash):
         # re-adding the same server to the same service brings back the object.
@@ -76,16 +79,29 @@ class Table:
 
     def find(self, protocol: int, vaddr: Address, vport: int, fwmark: int = 0) -> Service | None:
         """ip_vs_service_find(): fwmark first, then <proto, addr, port>, then port 0."""
-        services = self.services
         if fwmark:
-            svc = services.get(ServiceKey(af_of(vaddr), 0, None, 0, fwmark))
+            svc = self._fwm.get((vaddr.version, fwmark))
             if svc is not None:
                 return svc
-        af = 2 if vaddr.version == 4 else AF_INET6
-        svc = services.get(ServiceKey(af, protocol, vaddr, vport, 0))
+        inet = self._inet
+        svc = inet.get((protocol, vaddr, vport))
         if svc is None and vport:
-            svc = services.get(ServiceKey(af, protocol, vaddr, 0, 0))
+            svc = inet.get((protocol, vaddr, 0))
         return svc
+
+    def _index(self, svc: Service) -> None:
+        if svc.fwmark:
+            self._fwm[(6 if svc.af == AF_INET6 else 4, svc.fwmark)] = svc
+        else:
+            assert svc.addr is not None
+            self._inet[(svc.protocol, svc.addr, svc.port)] = svc
+
+    def _unindex(self, svc: Service) -> None:
+        if svc.fwmark:
+            self._fwm.pop((6 if svc.af == AF_INET6 else 4, svc.fwmark), None)
+        else:
+            assert svc.addr is not None
+            self._inet.pop((svc.protocol, svc.addr, svc.port), None)
 
     def _require(self, key: ServiceKey, missing: Callable[[], IPVSError]) -> Service:
         svc = self.services.get(key)
@@ -162,6 +178,7 @@ class Table:
         if spec.sched_name != SCHED_NONE:
             destlist.bind_scheduler(svc, sched_base.create(spec.sched_name))
         self.services[spec.key] = svc
+        self._index(svc)
         self._changed()
         return svc
 
@@ -194,6 +211,7 @@ class Table:
             svc.destinations.remove(dest)
             self._to_trash(svc, dest)
         del self.services[svc.key]
+        self._unindex(svc)
 
     def flush(self) -> None:
         """ip_vs_flush(): delete every service."""

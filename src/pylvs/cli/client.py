@@ -1,0 +1,77 @@
+"""A small synchronous client of pylvsd's control API over its unix socket.
+
+Standard library only (http.client), so pylvsadm starts fast.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from typing import Any
+from urllib.parse import quote
+
+
+class ApiError(Exception):
+    """The daemon refused: ``message`` is the text ipvsadm would print."""
+
+    def __init__(self, status: int, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.index = index
+
+
+class DaemonUnreachable(Exception):
+    pass
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self._path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+class Client:
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def request(self, method: str, url: str, body: object = None) -> Any:
+        conn = _UnixConnection(self.path, self.timeout)
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            data = json.dumps(body).encode() if body is not None else None
+            try:
+                conn.request(method, url, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except (FileNotFoundError, ConnectionRefusedError) as e:
+                raise DaemonUnreachable(f"cannot reach pylvsd at {self.path}: {e.strerror}") from e
+            except OSError as e:
+                raise DaemonUnreachable(f"cannot reach pylvsd at {self.path}: {e}") from e
+        finally:
+            conn.close()
+        payload = json.loads(raw) if raw else None
+        if resp.status >= 400:
+            msg = payload.get("error", raw.decode()) if isinstance(payload, dict) else raw.decode()
+            idx = payload.get("index") if isinstance(payload, dict) else None
+            raise ApiError(resp.status, msg, idx)
+        return payload
+
+    def get(self, url: str) -> Any:
+        return self.request("GET", url)
+
+
+def sid_path(sid: str) -> str:
+    return quote(sid, safe="")

@@ -1,0 +1,351 @@
+"""pylvsd: the director daemon.
+
+Holds the engine, serves the control API on a unix socket (and optionally
+read-only on TCP), runs the engine's timers, and drives a data plane.
+Foreground process, logs to stderr; SIGTERM/SIGINT shut down cleanly
+(everything installed is removed), SIGHUP reloads the rules file without
+dropping established connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pylvs.core.engine import Engine
+from pylvs.core.errors import IPVSError
+from pylvs.core.table import Op, Table
+from pylvs.daemon import reload
+from pylvs.daemon.ctl import Control
+from pylvs.daemon.paths import default_socket
+from pylvs.dataplane.base import DataPlane
+
+log = logging.getLogger("pylvsd")
+
+TICK = 0.5
+DATAPLANES = ("none", "proxy", "packet")
+
+
+class StartupError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pylvsd", description="Linux Virtual Server director daemon")
+    p.add_argument(
+        "--dataplane",
+        choices=DATAPLANES,
+        default="proxy",
+        help="none: table only; proxy: unprivileged TCP/UDP relay (default); "
+        "packet: NAT/DR/TUN/FULLNAT forwarding (root)",
+    )
+    p.add_argument(
+        "--socket",
+        default=None,
+        help="control socket (default: $PYLVS_SOCKET, "
+        "/run/pylvs/pylvsd.sock as root, else $XDG_RUNTIME_DIR/pylvs/pylvsd.sock)",
+    )
+    p.add_argument("--rules", metavar="FILE", help="restore an ipvsadm -S file at start")
+    p.add_argument("-f", "--config", metavar="FILE", help="keepalived.conf to read")
+    p.add_argument("--http", metavar="ADDR:PORT", help="also serve the API read-only over TCP")
+    p.add_argument(
+        "--http-writable", action="store_true", help="allow changes through the --http listener too"
+    )
+    p.add_argument(
+        "--config-test", action="store_true", help="check the rules/config given and exit"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="proxy data plane: relay processes (default 1: everything in one process)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="proxy data plane: give up on a silent real server after this long",
+    )
+    p.add_argument(
+        "--max-conns",
+        type=int,
+        default=0,
+        metavar="N",
+        help="proxy data plane: stop accepting above N open connections "
+        "(default: what the file descriptor limit allows)",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+# -- rules ------------------------------------------------------------------------
+
+
+def read_rules(path: str, control: Control) -> list[Op]:
+    """Parse an ipvsadm -S/-R file into engine operations; errors name file and line."""
+    from pylvs.cli import argv, ops
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise StartupError(f"{path}: {e.strerror}") from e
+    try:
+        parsed = argv.parse_restore(text, numeric=True)
+    except argv.UsageError as e:
+        where = f":{e.line}" if getattr(e, "line", None) else ""
+        raise StartupError(f"{path}{where}: {e.message.strip()}") from e
+    result = []
+    for lineno, cmd in parsed:
+        try:
+            result.append(control.op_from_json(ops.to_op(cmd)))
+        except (IPVSError, ValueError) as e:
+            msg = e.message if isinstance(e, IPVSError) else str(e)
+            raise StartupError(f"{path}:{lineno}: {msg}") from e
+    return result
+
+
+def rules_as_table(rule_ops: list[Op]) -> Table:
+    t = Table()
+    t.apply_batch(rule_ops)
+    return t
+
+
+def load_rules(path: str, control: Control) -> None:
+    rule_ops = read_rules(path, control)
+    try:
+        control.batch(rule_ops)
+    except IPVSError as e:
+        where = f":{_line_of(path, e.index)}" if e.index is not None else ""
+        raise StartupError(f"{path}{where}: {e.message}") from e
+
+
+def _line_of(path: str, index: int | None) -> int:
+    from pylvs.cli import argv
+
+    with open(path, encoding="utf-8") as f:
+        parsed = argv.parse_restore(f.read(), numeric=True)
+    return parsed[index][0] if index is not None and index < len(parsed) else 0
+
+
+def reload_rules(path: str, control: Control) -> int:
+    """Make the table equal to the file with the fewest changes; nothing changes on error."""
+    rule_ops = read_rules(path, control)
+    try:
+        desired = rules_as_table(rule_ops).specs()
+    except IPVSError as e:
+        raise StartupError(f"{path}: {e.message}") from e
+    changes = reload.diff_ops(control.engine.table.specs(), desired)
+    control.batch(changes)
+    return len(changes)
+
+
+# -- the socket ------------------------------------------------------------------------
+
+
+def _answers(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def bind_control_socket(path: str) -> socket.socket:
+    """Create the control socket (mode 0660); refuse when another pylvsd answers there."""
+    d = os.path.dirname(path) or "."
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise StartupError(f"{path} exists and is not a socket")
+        if _answers(path):
+            raise StartupError(f"another pylvsd is already running on {path}")
+        os.unlink(path)  # stale
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o117)
+    try:
+        s.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o660)
+    s.listen(128)
+    s.setblocking(False)
+    return s
+
+
+def make_dataplane(name: str, args: argparse.Namespace) -> DataPlane:
+    if name == "none":
+        from pylvs.dataplane.none import NoDataPlane
+
+        return NoDataPlane()
+    if name == "proxy":
+        from pylvs.dataplane.proxy.plane import ProxyDataPlane
+
+        if args.workers < 1:
+            raise StartupError("--workers must be at least 1")
+        if args.connect_timeout <= 0:
+            raise StartupError("--connect-timeout must be positive")
+        return ProxyDataPlane(args)
+    raise StartupError(f"the {name} data plane is not built yet; run with --dataplane none")
+
+
+# -- the daemon -----------------------------------------------------------------------------
+
+
+class Daemon:
+    def __init__(self, args: argparse.Namespace, clock: Callable[[], float] = time.monotonic):
+        self.args = args
+        self.clock = clock
+        self.dataplane = make_dataplane(args.dataplane, args)
+        self.engine = Engine()
+        self.control = Control(self.engine, self.dataplane.policy, clock, self._table_changed)
+        self.socket_path = args.socket or default_socket()
+        self._stop = asyncio.Event()
+        self._sock: socket.socket | None = None
+
+    def _table_changed(self) -> None:
+        self.dataplane.table_changed()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": "pylvsd",
+            "version": "0.1.0",
+            "ipvs_version": "1.2.1",
+            "conn_tab_size": 4096,
+            "dataplane": self.dataplane.name,
+            "default_fwd_method": {0: "masq", 3: "droute"}.get(
+                int(self.dataplane.policy.default_fwd), "droute"
+            ),
+            "pid": os.getpid(),
+        }
+
+    async def run(self) -> None:
+        from aiohttp import web
+
+        from pylvs.daemon.api import make_app
+
+        if self.args.rules:
+            load_rules(self.args.rules, self.control)
+            log.info("restored %d services from %s", len(self.engine.table), self.args.rules)
+        self._sock = bind_control_socket(self.socket_path)
+        runner = web.AppRunner(make_app(self.control, self.info()), access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, self._sock).start()
+        http_runner = None
+        if self.args.http:
+            host, _, port = self.args.http.rpartition(":")
+            app = make_app(self.control, self.info(), writable=self.args.http_writable)
+            http_runner = web.AppRunner(app, access_log=None)
+            await http_runner.setup()
+            await web.TCPSite(http_runner, host.strip("[]") or None, int(port)).start()
+        await self.dataplane.start(self.engine)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        log.info(
+            "pylvsd %s: dataplane=%s socket=%s", "0.1.0", self.dataplane.name, self.socket_path
+        )
+        ticker = asyncio.create_task(self._tick())
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("shutting down")
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await self.dataplane.stop()
+            await runner.cleanup()
+            if http_runner is not None:
+                await http_runner.cleanup()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+
+    async def _tick(self) -> None:
+        while True:
+            gone = self.engine.tick(self.clock())
+            self.dataplane.expired(gone)
+            await asyncio.sleep(TICK)
+
+    def reload(self) -> None:
+        if not self.args.rules:
+            log.info("SIGHUP: no rules file to reload")
+            return
+        try:
+            n = reload_rules(self.args.rules, self.control)
+        except (StartupError, IPVSError) as e:
+            msg = e.message if isinstance(e, IPVSError) else str(e)
+            log.error("reload refused, rules unchanged: %s", msg)
+            return
+        log.info("reloaded %s: %d changes", self.args.rules, n)
+
+
+def config_test(args: argparse.Namespace) -> int:
+    if not args.rules and not args.config:
+        print("pylvsd: --config-test needs --rules FILE or -f FILE", file=sys.stderr)
+        return 2
+    if args.config:
+        print("pylvsd: keepalived.conf support is not built yet", file=sys.stderr)
+        return 1
+    from pylvs.dataplane.none import NoDataPlane
+
+    control = Control(Engine(), NoDataPlane.policy, time.monotonic)
+    try:
+        load_rules(args.rules, control)
+    except StartupError as e:
+        print(f"pylvsd: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.rules}: {len(control.engine.table)} services, configuration OK")
+    return 0
+
+
+def run(coro: Any) -> None:
+    """asyncio.run on uvloop when it is installed (it is a dependency; the
+    standard loop remains a fallback for platforms without it)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s pylvsd %(levelname)s %(message)s",
+    )
+    if args.config_test:
+        return config_test(args)
+    if args.config:
+        print("pylvsd: keepalived.conf support is not built yet", file=sys.stderr)
+        return 1
+    try:
+        daemon = Daemon(args)
+        run(daemon.run())
+    except StartupError as e:
+        print(f"pylvsd: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,268 @@
+"""The proxy data plane: an unprivileged L4 director on sockets (the default).
+
+For every TCP and UDP virtual service it listens on the service's
+address:port (IP_FREEBIND, so a VIP that is routed to the host but not
+configured on it works), asks the engine for a real server, connects, and
+relays.  Rules changed through the API take effect at once: listeners are
+added and removed as services come and go, and existing connections keep
+their real server.
+
+Forwarding methods: masquerading is the default and the natural fit;
+FULLNAT and "local" are accepted (the real server sees the director's
+address either way; PROXY protocol v1/v2 per real server carries the client's
+address).  Direct routing and tunneling rewrite packets, which a socket
+cannot do: they are refused with a message pointing at the packet plane.
+
+Real servers that are deleted (or otherwise unavailable) follow the kernel's
+expire_nodest_conn: with 0 (default) their connections are held (no bytes
+move, as the kernel drops the packets) and resume if the server comes back;
+with 1 they are reset at their next packet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import time
+from collections import Counter
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import ClassVar
+
+from pylvs.core.conn import Conn
+from pylvs.core.engine import Engine
+from pylvs.core.model import DEST_F_AVAILABLE, Fwd, Proto, Service
+from pylvs.core.proto_tcp import TH_SYN
+from pylvs.daemon.ctl import Policy
+from pylvs.dataplane.base import DataPlane
+from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay, reset_close
+from pylvs.dataplane.proxy.udp import UdpService
+from pylvs.wire import proxyproto
+
+log = logging.getLogger("pylvsd.proxy")
+
+IP_FREEBIND = 15
+IPV6_FREEBIND = 78
+ACCEPT_BATCH = 64
+REFUSED = "direct routing (-g) and tunneling (-i) rewrite packets: they need --dataplane packet"
+
+ListenKey = tuple[int, str, int]  # (protocol, address, port)
+
+
+def bind_socket(proto: int, addr: str, port: int) -> socket.socket:
+    v6 = ":" in addr
+    fam = socket.AF_INET6 if v6 else socket.AF_INET
+    kind = socket.SOCK_STREAM if proto == Proto.TCP else socket.SOCK_DGRAM
+    s = socket.socket(fam, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if v6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+        else:
+            s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+        s.bind((addr, port))
+        if kind == socket.SOCK_STREAM:
+            s.listen(4096)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+class TcpListener:
+    __slots__ = ("fd", "key", "plane", "sock", "vaddr", "vport")
+
+    def __init__(self, plane: ProxyDataPlane, key: ListenKey) -> None:
+        self.plane = plane
+        self.key = key
+        self.sock = bind_socket(Proto.TCP, key[1], key[2])
+        self.fd = self.sock.fileno()
+        self.vaddr = ip_address(key[1])
+        self.vport = key[2]
+
+    def start(self) -> None:
+        self.plane.loop.add_reader(self.fd, self.on_readable)
+
+    def stop_accepting(self) -> None:
+        self.plane.loop.remove_reader(self.fd)
+
+    def on_readable(self) -> None:
+        plane = self.plane
+        engine = plane.engine
+        for _ in range(ACCEPT_BATCH):
+            try:
+                csock, peer = self.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                plane.counters["accept_error"] += 1
+                log.warning("accept on %s:%d: %s", self.key[1], self.key[2], e)
+                return
+            csock.setblocking(False)
+            csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            cache = plane.addr_cache
+            caddr = cache.get(peer[0])
+            if caddr is None:
+                if len(cache) > 65536:
+                    cache.clear()
+                caddr = cache[peer[0]] = ip_address(peer[0])
+            now = time.monotonic()
+            r = engine.packet_in(
+                Proto.TCP, caddr, peer[1], self.vaddr, self.vport, now, flags=TH_SYN
+            )
+            if not isinstance(r, Conn) or r.dest is None:
+                plane.counters["no_dest"] += 1
+                reset_close(csock)
+                continue
+            dest = r.dest
+            pp = dest.extra.get("proxy_protocol")
+            header = proxyproto.header(pp, caddr, peer[1], self.vaddr, self.vport) if pp else None
+            relay = Relay(plane, r, csock, header)
+            plane.relays.add(relay)
+            fam = socket.AF_INET6 if isinstance(dest.addr, IPv6Address) else socket.AF_INET
+            relay.connect(str(dest.addr), r.dport, fam)
+            if len(plane.relays) >= plane.max_conns:
+                plane.pause_accepting()
+                return
+
+    def close(self) -> None:
+        self.plane.loop.remove_reader(self.fd)
+        self.sock.close()
+
+
+class ProxyDataPlane(DataPlane):
+    name: ClassVar[str] = "proxy"
+    policy: ClassVar[Policy] = Policy(
+        default_fwd=Fwd.MASQ,
+        refused_fwd=frozenset({Fwd.DROUTE, Fwd.TUNNEL}),
+        refused_message=REFUSED,
+    )
+
+    def __init__(self, args: argparse.Namespace | None = None) -> None:
+        self.connect_timeout = float(getattr(args, "connect_timeout", 5.0) or 5.0)
+        self.max_conns = int(getattr(args, "max_conns", 0) or 0) or default_max_conns()
+        self.listeners: dict[ListenKey, TcpListener | UdpService] = {}
+        self.relays: set[Relay] = set()
+        self.paused: set[Relay] = set()
+        self.counters: Counter[str] = Counter()
+        self.accepting = True
+        self.warned: set[str] = set()
+        self.buffer = bytearray(PIPE_SIZE)  # shared by every relay's copy mode
+        self.view = memoryview(self.buffer)
+        self.addr_cache: dict[str, IPv4Address | IPv6Address] = {}
+
+    async def start(self, engine: Engine) -> None:
+        raise_nofile_limit()
+        self.engine = engine
+        self.loop = asyncio.get_running_loop()
+        self.table_changed()
+
+    # -- rules -> listeners -------------------------------------------------------
+    def wanted(self) -> dict[ListenKey, Service]:
+        out: dict[ListenKey, Service] = {}
+        for svc in self.engine.table:
+            why = None
+            if svc.fwmark:
+                why = "firewall-mark services need --dataplane packet"
+            elif svc.protocol not in (Proto.TCP, Proto.UDP):
+                why = "SCTP is not relayed by the proxy data plane"
+            elif svc.port == 0:
+                why = "port-zero services cannot be listened on"
+            if why:
+                self._warn_once(f"{svc!r}: {why}")
+                continue
+            out[(svc.protocol, str(svc.addr), svc.port)] = svc
+        return out
+
+    def _warn_once(self, msg: str) -> None:
+        if msg not in self.warned:
+            self.warned.add(msg)
+            log.warning("%s", msg)
+
+    def table_changed(self) -> None:
+        want = self.wanted()
+        for key in list(self.listeners):
+            if key not in want:
+                self.listeners.pop(key).close()
+        for key in want:
+            if key in self.listeners:
+                continue
+            try:
+                lst: TcpListener | UdpService
+                lst = TcpListener(self, key) if key[0] == Proto.TCP else UdpService(self, key)
+            except OSError as e:
+                self.counters["bind_error"] += 1
+                self._warn_once(f"cannot listen on {key[1]}:{key[2]}: {e.strerror}")
+                continue
+            self.listeners[key] = lst
+            if self.accepting or key[0] == Proto.UDP:
+                lst.start()
+        for relay in list(self.paused):
+            dest = relay.conn.dest
+            if relay.closed:
+                self.paused.discard(relay)
+            elif dest is not None and dest.flags & DEST_F_AVAILABLE:
+                self.paused.discard(relay)
+                relay.resume()
+        if self.engine.sysctl.expire_nodest_conn:
+            for relay in list(self.relays):
+                d = relay.conn.dest
+                if d is not None and not d.flags & DEST_F_AVAILABLE:
+                    relay.abort()
+
+    # -- connection limits ----------------------------------------------------------
+    def pause_accepting(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            self.counters["accept_paused"] += 1
+            for lst in self.listeners.values():
+                if isinstance(lst, TcpListener):
+                    lst.stop_accepting()
+
+    def relay_closed(self, relay: Relay) -> None:
+        self.relays.discard(relay)
+        self.paused.discard(relay)
+        if not self.accepting and len(self.relays) < self.max_conns * 9 // 10:
+            self.accepting = True
+            for lst in self.listeners.values():
+                if isinstance(lst, TcpListener):
+                    lst.start()
+
+    # -- timers ------------------------------------------------------------------------
+    def expired(self, conns: list[Conn]) -> None:
+        for c in conns:
+            x = c.extra
+            if isinstance(x, Relay):
+                x.abort()
+            elif x is not None and hasattr(x, "close"):
+                x.close()
+        now = time.monotonic()
+        for lst in self.listeners.values():
+            if isinstance(lst, UdpService):
+                lst.sweep(now)
+
+    async def stop(self) -> None:
+        for relay in list(self.relays):
+            relay.abort()
+        for lst in self.listeners.values():
+            lst.close()
+        self.listeners.clear()
+
+
+def raise_nofile_limit() -> None:
+    """Use the hard RLIMIT_NOFILE: a director holds many sockets."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def default_max_conns() -> int:
+    """Each relay holds 2 sockets and 4 pipe ends: stay well inside RLIMIT_NOFILE."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, (soft - 64) // 6)
