@@ -20,10 +20,14 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.index = index
+        self.exit_code = 255
 
 
 class DaemonUnreachable(Exception):
-    pass
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot reach pylvsd at {path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -56,10 +60,8 @@ class Client:
                 conn.request(method, url, body=data, headers=headers)
                 resp = conn.getresponse()
                 raw = resp.read()
-            except (FileNotFoundError, ConnectionRefusedError) as e:
-                raise DaemonUnreachable(f"cannot reach pylvsd at {self.path}: {e.strerror}") from e
             except OSError as e:
-                raise DaemonUnreachable(f"cannot reach pylvsd at {self.path}: {e}") from e
+                raise DaemonUnreachable(self.path, e.strerror or str(e)) from e
         finally:
             conn.close()
         payload = json.loads(raw) if raw else None

@@ -47,7 +47,11 @@ def run(cmd: Command, client: Client, out: TextIO, stdin: TextIO, prog: str = "p
         elif fmt.daemon:
             out.write(render.render_daemon(client.get("/v1/daemons"), as_json=fmt.json))
         elif cmd.service is not None:
-            svc = client.get(f"/v1/services/{sid_path(ops.sid(cmd.service))}")
+            try:
+                svc = client.get(f"/v1/services/{sid_path(ops.sid(cmd.service))}")
+            except ApiError as e:
+                e.exit_code = 1  # list_service() exits 1, not 255
+                raise
             out.write(render.render_service(svc, fmt, res))
         else:
             out.write(
@@ -148,11 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(e.message + "\n")
         return e.exit_code
     except ApiError as e:
+        # ipvsadm prints ipvs_strerror() and returns -1 from main(): exit status 255.
         print(e.message, file=sys.stderr)
-        return 1
+        return e.exit_code
     except DaemonUnreachable as e:
-        print(f"Can't initialize ipvs: {e}\nIs pylvsd running?", file=sys.stderr)
-        return 1
+        # ipvsadm's fail(2, "Can't initialize ipvs: ...") when it cannot reach IPVS.
+        print(
+            f"Can't initialize ipvs: {e.reason}\n"
+            f"Are you sure that pylvsd is running (control socket {e.path})?",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:
         return 1
 
