@@ -224,7 +224,8 @@ class ProxyDataPlane(DataPlane):
     def relay_closed(self, relay: Relay) -> None:
         self.relays.discard(relay)
         self.paused.discard(relay)
-        if not self.accepting and len(self.relays) < self.max_conns * 9 // 10:
+        # Resume accepting 10% (at least one connection) below the limit.
+        if not self.accepting and len(self.relays) <= self.max_conns - max(1, self.max_conns // 10):
             self.accepting = True
             for lst in self.listeners.values():
                 if isinstance(lst, TcpListener):
