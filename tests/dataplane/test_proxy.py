@@ -112,7 +112,7 @@ def test_connection_entries_follow_the_sockets(director: RunningDaemon) -> None:
     assert b"backend 12001" in c.recv(4096)
     wait_until(lambda: "ESTABLISHED" in adm(director, "-Lnc"))
     assert counts(director)[f"{VIP}:12001"] == (1, 0)
-    line = [x for x in adm(director, "-Lnc").splitlines() if "ESTABLISHED" in x][0]
+    line = next(x for x in adm(director, "-Lnc").splitlines() if "ESTABLISHED" in x)
     assert line.split()[0] == "TCP" and line.split()[1].startswith("14:")  # 900 s counting down
     assert f":{c.getsockname()[1]}" in line and f"{VIP}:11001" in line and "127.0.0.1:12001" in line
     c.close()
