@@ -33,7 +33,7 @@ from typing import ClassVar
 from pylvs.core.conn import Conn
 from pylvs.core.engine import Engine
 from pylvs.core.model import DEST_F_AVAILABLE, Fwd, Proto, Service
-from pylvs.core.proto_tcp import TH_SYN
+from pylvs.core.proto_tcp import TH_ACK, TH_RST, TH_SYN
 from pylvs.daemon.ctl import Policy
 from pylvs.dataplane.base import DataPlane
 from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay, reset_close
@@ -120,6 +120,7 @@ class TcpListener:
             pp = dest.extra.get("proxy_protocol")
             header = proxyproto.header(pp, caddr, peer[1], self.vaddr, self.vport) if pp else None
             relay = Relay(plane, r, csock, header)
+            r.extra = relay
             plane.relays.add(relay)
             fam = socket.AF_INET6 if isinstance(dest.addr, IPv6Address) else socket.AF_INET
             relay.connect(str(dest.addr), r.dport, fam)
@@ -200,7 +201,7 @@ class ProxyDataPlane(DataPlane):
             if self.accepting or key[0] == Proto.UDP:
                 lst.start()
         for relay in list(self.paused):
-            dest = relay.conn.dest
+            dest = relay.tag.dest  # type: ignore[attr-defined]
             if relay.closed:
                 self.paused.discard(relay)
             elif dest is not None and dest.flags & DEST_F_AVAILABLE:
@@ -208,7 +209,7 @@ class ProxyDataPlane(DataPlane):
                 relay.resume()
         if self.engine.sysctl.expire_nodest_conn:
             for relay in list(self.relays):
-                d = relay.conn.dest
+                d = relay.tag.dest  # type: ignore[attr-defined]
                 if d is not None and not d.flags & DEST_F_AVAILABLE:
                     relay.abort()
 
@@ -221,7 +222,43 @@ class ProxyDataPlane(DataPlane):
                 if isinstance(lst, TcpListener):
                     lst.stop_accepting()
 
+    # -- what relays tell the director (RelayHost) ------------------------------------
+    def established(self, relay: Relay) -> None:
+        conn: Conn = relay.tag  # type: ignore[assignment]
+        now = time.monotonic()
+        self.engine.packet_out(conn, now, flags=TH_SYN | TH_ACK)
+        self.engine.conn_in(conn, now, TH_ACK, 0)
+
+    def failed(self, relay: Relay, err: int) -> None:
+        self.engine.packet_out(relay.tag, time.monotonic(), flags=TH_RST)  # type: ignore[arg-type]
+
+    def traffic(self, relay: Relay, inbound: bool, flags: int, size: int) -> None:
+        conn: Conn = relay.tag  # type: ignore[assignment]
+        dest = conn.dest
+        now = time.monotonic()
+        if dest is not None and not dest.flags & DEST_F_AVAILABLE:
+            if self.engine.sysctl.expire_nodest_conn:
+                self.engine.conns.expire_now(conn, now)
+                relay.reset(True, None)
+                return
+            relay.pause()  # the kernel drops the packets; we hold them back
+            self.paused.add(relay)
+        if inbound:
+            self.engine.conn_in(conn, now, flags, size)
+        else:
+            self.engine.packet_out(conn, now, flags=flags, size=size)
+
+    def reset(self, relay: Relay, from_client: bool) -> None:
+        conn: Conn = relay.tag  # type: ignore[assignment]
+        if from_client:
+            self.engine.conn_in(conn, time.monotonic(), TH_RST, 0)
+        else:
+            self.engine.packet_out(conn, time.monotonic(), flags=TH_RST)
+
     def relay_closed(self, relay: Relay) -> None:
+        conn = relay.tag
+        if isinstance(conn, Conn) and conn.extra is relay:
+            conn.extra = None
         self.relays.discard(relay)
         self.paused.discard(relay)
         # Resume accepting 10% (at least one connection) below the limit.

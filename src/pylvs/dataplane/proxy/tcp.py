@@ -20,19 +20,15 @@ A "packet" in the counters is one read (one splice or recv call).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
 import struct
-import time
-from typing import TYPE_CHECKING
+from collections import Counter
+from typing import Protocol
 
-from pylvs.core.conn import Conn
-from pylvs.core.model import DEST_F_AVAILABLE
-from pylvs.core.proto_tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN
-
-if TYPE_CHECKING:
-    from pylvs.dataplane.proxy.plane import ProxyDataPlane
+from pylvs.core.proto_tcp import TH_ACK, TH_FIN
 
 PIPE_SIZE = 1 << 16
 SPLICE_FLAGS = 1 | 2  # SPLICE_F_MOVE | SPLICE_F_NONBLOCK
@@ -209,28 +205,38 @@ class Half:
             self.pr = self.pw = -1
 
 
+class RelayHost(Protocol):
+    """Where a relay lives: the event loop, the shared buffer, and who is told what
+    happened (the engine in the director's process, or the director over a pipe
+    from a relay worker)."""
+
+    loop: asyncio.AbstractEventLoop
+    buffer: bytearray
+    view: memoryview
+    connect_timeout: float
+    counters: Counter[str]
+
+    def established(self, relay: Relay) -> None: ...
+    def failed(self, relay: Relay, err: int) -> None: ...
+    def traffic(self, relay: Relay, inbound: bool, flags: int, size: int) -> None: ...
+    def reset(self, relay: Relay, from_client: bool) -> None: ...
+    def relay_closed(self, relay: Relay) -> None: ...
+
+
 class Relay:
-    """One proxied connection: the client socket, the real server socket, the engine entry."""
+    """One proxied connection: the client socket and the real server socket.
 
-    __slots__ = (
-        "bsock",
-        "closed",
-        "conn",
-        "csock",
-        "halves",
-        "header",
-        "out",
-        "paused",
-        "plane",
-        "timer",
-        "up",
-    )
+    ``tag`` is what the host knows the connection by (its engine entry in the
+    director, an id in a relay worker).
+    """
 
-    def __init__(
-        self, plane: ProxyDataPlane, conn: Conn, csock: socket.socket, header: bytes | None
-    ) -> None:
-        self.plane = plane
-        self.conn = conn
+    __slots__ = ("bsock", "closed", "csock", "halves", "header", "out", "paused", "plane",
+                 "tag", "timer", "up")
+
+    def __init__(self, host: RelayHost, tag: object, csock: socket.socket,
+                 header: bytes | None) -> None:
+        self.plane = host
+        self.tag = tag
         self.csock = csock
         self.header = header
         self.bsock: socket.socket | None = None
@@ -239,8 +245,7 @@ class Relay:
         self.halves = 0
         self.closed = False
         self.paused = False
-        self.timer: object = None
-        conn.extra = self
+        self.timer: asyncio.TimerHandle | None = None
 
     # -- connecting to the real server ----------------------------------------
     def connect(self, addr: str, port: int, family: int) -> None:
@@ -264,10 +269,7 @@ class Relay:
         if err:
             self.connect_failed(err)
             return
-        plane = self.plane
-        now = time.monotonic()
-        plane.engine.packet_out(self.conn, now, flags=TH_SYN | TH_ACK)
-        plane.engine.conn_in(self.conn, now, TH_ACK, 0)
+        self.plane.established(self)
         if self.header:
             try:
                 b.send(self.header)
@@ -288,36 +290,23 @@ class Relay:
     def connect_failed(self, err: int) -> None:
         """Refused, unreachable or silent: the client gets a reset."""
         self.plane.counters[f"connect_{errno.errorcode.get(err, str(err)).lower()}"] += 1
-        self.plane.engine.packet_out(self.conn, time.monotonic(), flags=TH_RST)
+        self.plane.failed(self, err)
         self._close(rst=True)
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
-            self.timer.cancel()  # type: ignore[attr-defined]
+            self.timer.cancel()
             self.timer = None
 
     # -- traffic ------------------------------------------------------------------
     def account(self, inbound: bool, flags: int, size: int) -> None:
-        plane = self.plane
-        conn = self.conn
-        dest = conn.dest
-        if dest is not None and not dest.flags & DEST_F_AVAILABLE:
-            if plane.engine.sysctl.expire_nodest_conn:
-                plane.engine.conns.expire_now(conn, time.monotonic())
-                self.reset(True, None)
-                return
-            self.pause()  # the kernel drops the packets; we hold them back
-        if inbound:
-            plane.engine.conn_in(conn, time.monotonic(), flags, size)
-        else:
-            plane.engine.packet_out(conn, time.monotonic(), flags=flags, size=size)
+        self.plane.traffic(self, inbound, flags, size)
 
     def pause(self) -> None:
         if not self.paused and self.up is not None and self.out is not None:
             self.paused = True
             self.up.pause()
             self.out.pause()
-            self.plane.paused.add(self)
 
     def resume(self) -> None:
         if self.paused and not self.closed and self.up is not None and self.out is not None:
@@ -331,14 +320,10 @@ class Relay:
             self._close(rst=False)
 
     def reset(self, from_client: bool, err: OSError | None) -> None:
-        """A side reset (or failed): tell the engine, reset the other side too."""
+        """A side reset (or failed): tell the host, reset the other side too."""
         if self.closed:
             return
-        now = time.monotonic()
-        if from_client:
-            self.plane.engine.conn_in(self.conn, now, TH_RST, 0)
-        else:
-            self.plane.engine.packet_out(self.conn, now, flags=TH_RST)
+        self.plane.reset(self, from_client)
         self._close(rst=True)
 
     def abort(self) -> None:
@@ -357,6 +342,4 @@ class Relay:
             self.plane.loop.remove_writer(self.bsock.fileno())
             (reset_close if rst else socket.socket.close)(self.bsock)
         (reset_close if rst else socket.socket.close)(self.csock)
-        if self.conn.extra is self:
-            self.conn.extra = None
         self.plane.relay_closed(self)
