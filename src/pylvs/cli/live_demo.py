@@ -27,7 +27,9 @@ async def real_server(port: int) -> asyncio.Server:
     body = f"hello from real server 127.0.0.1:{port}\n".encode()
     response = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
-        + str(len(body)).encode() + b"\r\n\r\n" + body
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
     )
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -66,8 +68,11 @@ def configure(sock: str) -> None:
     svc = {"protocol": "tcp", "address": VIP, "port": VPORT}
     ops = [{"op": "add_service", "service": {**svc, "sched_name": "wrr"}}]
     ops += [
-        {"op": "add_dest", "service": svc,
-         "dest": {"address": a, "port": p, "weight": w, "fwd_method": "masq"}}
+        {
+            "op": "add_dest",
+            "service": svc,
+            "dest": {"address": a, "port": p, "weight": w, "fwd_method": "masq"},
+        }
         for a, p, w in REAL_SERVERS
     ]
     Client(sock).request("POST", "/v1/batch", {"ops": ops})

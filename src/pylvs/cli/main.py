@@ -11,9 +11,11 @@ def _demo(argv: list[str]) -> int:
     if "--simulate" in argv:
         return demo.main([a for a in argv if a != "--simulate"])
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: pylvs demo [--simulate [--seconds N] [--rate N] [--seed N]]\n\n"
-              "  a director on 127.0.0.1:8080 (proxy data plane) with three demo real servers;\n"
-              "  --simulate: the engine alone on simulated traffic, no sockets")
+        print(
+            "usage: pylvs demo [--simulate [--seconds N] [--rate N] [--seed N]]\n\n"
+            "  a director on 127.0.0.1:8080 (proxy data plane) with three demo real servers;\n"
+            "  --simulate: the engine alone on simulated traffic, no sockets"
+        )
         return 0
     if argv:
         print(f"pylvs demo: unknown argument {argv[0]!r}", file=sys.stderr)
@@ -27,8 +29,10 @@ COMMANDS = {"demo": _demo}
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
-        print("usage: pylvs {demo} [options]\n\n"
-              "  demo   a director on loopback with demo real servers (--simulate: engine only)")
+        print(
+            "usage: pylvs {demo} [options]\n\n"
+            "  demo   a director on loopback with demo real servers (--simulate: engine only)"
+        )
         return 0 if args else 2
     cmd = COMMANDS.get(args[0])
     if cmd is None:

@@ -38,6 +38,7 @@ from pylvs.daemon.ctl import Policy
 from pylvs.dataplane.base import DataPlane
 from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay, reset_close
 from pylvs.dataplane.proxy.udp import UdpService
+from pylvs.dataplane.proxy.workers import RemoteRelay, WorkerPool
 from pylvs.wire import proxyproto
 
 log = logging.getLogger("pylvsd.proxy")
@@ -119,12 +120,15 @@ class TcpListener:
             dest = r.dest
             pp = dest.extra.get("proxy_protocol")
             header = proxyproto.header(pp, caddr, peer[1], self.vaddr, self.vport) if pp else None
-            relay = Relay(plane, r, csock, header)
-            r.extra = relay
-            plane.relays.add(relay)
-            fam = socket.AF_INET6 if isinstance(dest.addr, IPv6Address) else socket.AF_INET
-            relay.connect(str(dest.addr), r.dport, fam)
-            if len(plane.relays) >= plane.max_conns:
+            if plane.pool is not None:
+                plane.pool.dispatch(r, csock, str(dest.addr), r.dport, header)
+            else:
+                relay = Relay(plane, r, csock, header)
+                r.extra = relay
+                plane.relays.add(relay)
+                fam = socket.AF_INET6 if isinstance(dest.addr, IPv6Address) else socket.AF_INET
+                relay.connect(str(dest.addr), r.dport, fam)
+            if plane.open_relays() >= plane.max_conns:
                 plane.pause_accepting()
                 return
 
@@ -146,18 +150,22 @@ class ProxyDataPlane(DataPlane):
         self.max_conns = int(getattr(args, "max_conns", 0) or 0) or default_max_conns()
         self.listeners: dict[ListenKey, TcpListener | UdpService] = {}
         self.relays: set[Relay] = set()
-        self.paused: set[Relay] = set()
+        self.paused: set[Relay | RemoteRelay] = set()
         self.counters: Counter[str] = Counter()
         self.accepting = True
         self.warned: set[str] = set()
         self.buffer = bytearray(PIPE_SIZE)  # shared by every relay's copy mode
         self.view = memoryview(self.buffer)
         self.addr_cache: dict[str, IPv4Address | IPv6Address] = {}
+        self.nworkers = int(getattr(args, "workers", 1) or 1)
+        self.pool: WorkerPool | None = None
 
     async def start(self, engine: Engine) -> None:
         raise_nofile_limit()
         self.engine = engine
         self.loop = asyncio.get_running_loop()
+        if self.nworkers > 1:
+            self.pool = WorkerPool(self, self.nworkers)
         self.table_changed()
 
     # -- rules -> listeners -------------------------------------------------------
@@ -201,17 +209,20 @@ class ProxyDataPlane(DataPlane):
             if self.accepting or key[0] == Proto.UDP:
                 lst.start()
         for relay in list(self.paused):
-            dest = relay.tag.dest  # type: ignore[attr-defined]
+            dest = relay.tag.dest
             if relay.closed:
                 self.paused.discard(relay)
             elif dest is not None and dest.flags & DEST_F_AVAILABLE:
                 self.paused.discard(relay)
                 relay.resume()
         if self.engine.sysctl.expire_nodest_conn:
-            for relay in list(self.relays):
-                d = relay.tag.dest  # type: ignore[attr-defined]
+            every: list[Relay | RemoteRelay] = [*self.relays]
+            if self.pool is not None:
+                every += [r for w in self.pool.workers for r in w.relays.values()]
+            for each in every:
+                d = each.tag.dest
                 if d is not None and not d.flags & DEST_F_AVAILABLE:
-                    relay.abort()
+                    each.abort()
 
     # -- connection limits ----------------------------------------------------------
     def pause_accepting(self) -> None:
@@ -224,16 +235,16 @@ class ProxyDataPlane(DataPlane):
 
     # -- what relays tell the director (RelayHost) ------------------------------------
     def established(self, relay: Relay) -> None:
-        conn: Conn = relay.tag  # type: ignore[assignment]
+        conn: Conn = relay.tag
         now = time.monotonic()
         self.engine.packet_out(conn, now, flags=TH_SYN | TH_ACK)
         self.engine.conn_in(conn, now, TH_ACK, 0)
 
     def failed(self, relay: Relay, err: int) -> None:
-        self.engine.packet_out(relay.tag, time.monotonic(), flags=TH_RST)  # type: ignore[arg-type]
+        self.engine.packet_out(relay.tag, time.monotonic(), flags=TH_RST)
 
     def traffic(self, relay: Relay, inbound: bool, flags: int, size: int) -> None:
-        conn: Conn = relay.tag  # type: ignore[assignment]
+        conn: Conn = relay.tag
         dest = conn.dest
         now = time.monotonic()
         if dest is not None and not dest.flags & DEST_F_AVAILABLE:
@@ -249,11 +260,29 @@ class ProxyDataPlane(DataPlane):
             self.engine.packet_out(conn, now, flags=flags, size=size)
 
     def reset(self, relay: Relay, from_client: bool) -> None:
-        conn: Conn = relay.tag  # type: ignore[assignment]
+        conn: Conn = relay.tag
         if from_client:
             self.engine.conn_in(conn, time.monotonic(), TH_RST, 0)
         else:
             self.engine.packet_out(conn, time.monotonic(), flags=TH_RST)
+
+    def open_relays(self) -> int:
+        return len(self.relays) + (self.pool.open_relays() if self.pool is not None else 0)
+
+    def check_dest(self, rr: RemoteRelay) -> None:
+        """A worker reported traffic: hold or drop it if its real server went away."""
+        dest = rr.tag.dest
+        if dest is not None and not dest.flags & DEST_F_AVAILABLE:
+            if self.engine.sysctl.expire_nodest_conn:
+                self.engine.conns.expire_now(rr.tag, time.monotonic())
+                rr.abort()
+            else:
+                rr.pause()
+                self.paused.add(rr)
+
+    def remote_closed(self, rr: RemoteRelay) -> None:
+        self.paused.discard(rr)
+        self._maybe_resume_accepting()
 
     def relay_closed(self, relay: Relay) -> None:
         conn = relay.tag
@@ -261,8 +290,13 @@ class ProxyDataPlane(DataPlane):
             conn.extra = None
         self.relays.discard(relay)
         self.paused.discard(relay)
+        self._maybe_resume_accepting()
+
+    def _maybe_resume_accepting(self) -> None:
         # Resume accepting 10% (at least one connection) below the limit.
-        if not self.accepting and len(self.relays) <= self.max_conns - max(1, self.max_conns // 10):
+        if not self.accepting and self.open_relays() <= self.max_conns - max(
+            1, self.max_conns // 10
+        ):
             self.accepting = True
             for lst in self.listeners.values():
                 if isinstance(lst, TcpListener):
@@ -272,7 +306,7 @@ class ProxyDataPlane(DataPlane):
     def expired(self, conns: list[Conn]) -> None:
         for c in conns:
             x = c.extra
-            if isinstance(x, Relay):
+            if isinstance(x, (Relay, RemoteRelay)):
                 x.abort()
             elif x is not None and hasattr(x, "close"):
                 x.close()
@@ -284,6 +318,8 @@ class ProxyDataPlane(DataPlane):
     async def stop(self) -> None:
         for relay in list(self.relays):
             relay.abort()
+        if self.pool is not None:
+            self.pool.close()
         for lst in self.listeners.values():
             lst.close()
         self.listeners.clear()

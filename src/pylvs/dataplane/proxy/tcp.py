@@ -26,7 +26,7 @@ import os
 import socket
 import struct
 from collections import Counter
-from typing import Protocol
+from typing import Any, Protocol
 
 from pylvs.core.proto_tcp import TH_ACK, TH_FIN
 
@@ -230,13 +230,25 @@ class Relay:
     director, an id in a relay worker).
     """
 
-    __slots__ = ("bsock", "closed", "csock", "halves", "header", "out", "paused", "plane",
-                 "tag", "timer", "up")
+    __slots__ = (
+        "bsock",
+        "closed",
+        "csock",
+        "halves",
+        "header",
+        "out",
+        "paused",
+        "plane",
+        "tag",
+        "timer",
+        "up",
+    )
 
-    def __init__(self, host: RelayHost, tag: object, csock: socket.socket,
-                 header: bytes | None) -> None:
+    def __init__(
+        self, host: RelayHost, tag: Any, csock: socket.socket, header: bytes | None
+    ) -> None:
         self.plane = host
-        self.tag = tag
+        self.tag: Any = tag
         self.csock = csock
         self.header = header
         self.bsock: socket.socket | None = None
