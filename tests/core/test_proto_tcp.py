@@ -98,3 +98,11 @@ def test_active_states() -> None:
         TcpState.SYN_RECV,
         TcpState.SYNACK,
     }
+
+
+def test_hot_path_table_agrees_with_the_rows() -> None:
+    for d in Dir:
+        for flags in range(256):
+            for s in TcpState:
+                assert T.NEXT[d][flags][s] == T.next_state(d, flags, s)
+    assert [T.is_active(s) for s in TcpState] == [s in T.ACTIVE_STATES for s in TcpState]

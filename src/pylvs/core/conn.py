@@ -41,6 +41,12 @@ F_NO_CPORT = 0x80
 F_SYNC = 0x100
 F_ASSURED = 0x200  # template: a controlled connection reached ESTABLISHED
 
+_TCP_NEXT = proto_tcp.NEXT
+_TCP_ACTIVE = proto_tcp.ACTIVE
+_TCP_ESTABLISHED = int(proto_tcp.TcpState.ESTABLISHED)
+_DIR_OUTPUT = int(proto_tcp.Dir.OUTPUT)
+_DIR_INPUT_ONLY = int(proto_tcp.Dir.INPUT_ONLY)
+
 TEMPLATE_PREFIX = b"\xfe"
 IPPROTO_IP = 0
 INVALID_PORT = 0xFFFF
@@ -312,14 +318,14 @@ class ConnTable:
 
     def _tcp_state(self, conn: Conn, direction: int, tcp_flags: int) -> None:
         if conn.flags & F_NOOUTPUT:
-            if direction == proto_tcp.Dir.OUTPUT:
+            if direction == _DIR_OUTPUT:
                 conn.flags &= ~F_NOOUTPUT
             else:
-                direction = proto_tcp.Dir.INPUT_ONLY
-        new = proto_tcp.next_state(direction, tcp_flags, conn.state)
+                direction = _DIR_INPUT_ONLY
+        new = _TCP_NEXT[direction][tcp_flags & 0xFF][conn.state]
         if new != conn.state:
-            self._account(conn, new in proto_tcp.ACTIVE_STATES)
-            if new == proto_tcp.TcpState.ESTABLISHED:
+            self._account(conn, _TCP_ACTIVE[new])
+            if new == _TCP_ESTABLISHED:
                 ct = conn.control
                 if ct is not None and ct.flags & F_TEMPLATE:
                     ct.flags |= F_ASSURED

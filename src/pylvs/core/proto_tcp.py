@@ -116,6 +116,21 @@ def event_of(tcp_flags: int) -> int:
     return -1
 
 
+# The hot path's table: NEXT[direction][flags & 0xFF][state] -> state, with the
+# event already derived from the flag byte (CLOSE when no event flag is set).
+NEXT: tuple[tuple[tuple[int, ...], ...], ...] = tuple(
+    tuple(
+        tuple(
+            int(TcpState.CLOSE) if event_of(f) < 0 else _FLAT[(d * 4 + event_of(f)) * _NSTATES + st]
+            for st in range(_NSTATES)
+        )
+        for f in range(256)
+    )
+    for d in range(len(Dir))
+)
+ACTIVE: tuple[bool, ...] = tuple(TcpState(s) in ACTIVE_STATES for s in range(_NSTATES))
+
+
 def next_state(direction: int, tcp_flags: int, state: int) -> int:
     """The state after a packet with ``tcp_flags`` seen in ``direction``."""
     ev = event_of(tcp_flags)
@@ -125,4 +140,4 @@ def next_state(direction: int, tcp_flags: int, state: int) -> int:
 
 
 def is_active(state: int) -> bool:
-    return state in ACTIVE_STATES
+    return ACTIVE[state]
