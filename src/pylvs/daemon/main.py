@@ -279,7 +279,9 @@ class Daemon:
 
     async def _tick(self) -> None:
         while True:
-            gone = self.engine.tick(self.clock())
+            now = self.clock()
+            self.dataplane.tick(now)
+            gone = self.engine.tick(now)
             self.dataplane.expired(gone)
             await asyncio.sleep(TICK)
 

@@ -26,6 +26,10 @@ class DataPlane:
         """The rules changed (services or real servers added, edited or deleted)."""
         return None
 
+    def tick(self, now: float) -> None:
+        """Called on every timer tick of the daemon (about twice a second)."""
+        return None
+
     def expired(self, conns: list[Conn]) -> None:
         """The engine's timers removed these entries (idle timeout, closed flows)."""
         return None

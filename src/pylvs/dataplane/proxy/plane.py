@@ -215,14 +215,11 @@ class ProxyDataPlane(DataPlane):
             elif dest is not None and dest.flags & DEST_F_AVAILABLE:
                 self.paused.discard(relay)
                 relay.resume()
-        if self.engine.sysctl.expire_nodest_conn:
-            every: list[Relay | RemoteRelay] = [*self.relays]
-            if self.pool is not None:
-                every += [r for w in self.pool.workers for r in w.relays.values()]
-            for each in every:
-                d = each.tag.dest
-                if d is not None and not d.flags & DEST_F_AVAILABLE:
-                    each.abort()
+        every: list[Relay | RemoteRelay] = [*self.relays]
+        if self.pool is not None:
+            every += [r for w in self.pool.workers for r in w.relays.values()]
+        for each in every:
+            self.check_dest(each)
 
     # -- connection limits ----------------------------------------------------------
     def pause_accepting(self) -> None:
@@ -243,40 +240,33 @@ class ProxyDataPlane(DataPlane):
     def failed(self, relay: Relay, err: int) -> None:
         self.engine.packet_out(relay.tag, time.monotonic(), flags=TH_RST)
 
-    def traffic(self, relay: Relay, inbound: bool, flags: int, size: int) -> None:
-        conn: Conn = relay.tag
-        dest = conn.dest
-        now = time.monotonic()
-        if dest is not None and not dest.flags & DEST_F_AVAILABLE:
-            if self.engine.sysctl.expire_nodest_conn:
-                self.engine.conns.expire_now(conn, now)
-                relay.reset(True, None)
-                return
-            relay.pause()  # the kernel drops the packets; we hold them back
-            self.paused.add(relay)
-        if inbound:
-            self.engine.conn_in(conn, now, flags, size)
-        else:
-            self.engine.packet_out(conn, now, flags=flags, size=size)
+    def flush_counts(self, relay: Relay, now: float) -> None:
+        if relay.inpkts or relay.outpkts:
+            self.engine.account(
+                relay.tag, now, relay.inpkts, relay.inbytes, relay.outpkts, relay.outbytes
+            )
+            relay.inpkts = relay.inbytes = relay.outpkts = relay.outbytes = 0
 
-    def reset(self, relay: Relay, from_client: bool) -> None:
-        conn: Conn = relay.tag
-        if from_client:
-            self.engine.conn_in(conn, time.monotonic(), TH_RST, 0)
+    def state(self, relay: Relay, inbound: bool, flags: int) -> None:
+        now = time.monotonic()
+        self.flush_counts(relay, now)
+        if inbound:
+            self.engine.conn_in(relay.tag, now, flags, 0)
         else:
-            self.engine.packet_out(conn, time.monotonic(), flags=TH_RST)
+            self.engine.packet_out(relay.tag, now, flags=flags)
 
     def open_relays(self) -> int:
         return len(self.relays) + (self.pool.open_relays() if self.pool is not None else 0)
 
-    def check_dest(self, rr: RemoteRelay) -> None:
-        """A worker reported traffic: hold or drop it if its real server went away."""
+    def check_dest(self, rr: Relay | RemoteRelay) -> None:
+        """A connection whose real server went away: expire it (expire_nodest_conn) or
+        hold it until the server comes back (the kernel drops its packets meanwhile)."""
         dest = rr.tag.dest
-        if dest is not None and not dest.flags & DEST_F_AVAILABLE:
+        if dest is not None and not dest.flags & DEST_F_AVAILABLE and not rr.closed:
             if self.engine.sysctl.expire_nodest_conn:
                 self.engine.conns.expire_now(rr.tag, time.monotonic())
                 rr.abort()
-            else:
+            elif not rr.paused:
                 rr.pause()
                 self.paused.add(rr)
 
@@ -285,6 +275,7 @@ class ProxyDataPlane(DataPlane):
         self._maybe_resume_accepting()
 
     def relay_closed(self, relay: Relay) -> None:
+        self.flush_counts(relay, time.monotonic())
         conn = relay.tag
         if isinstance(conn, Conn) and conn.extra is relay:
             conn.extra = None
@@ -303,6 +294,13 @@ class ProxyDataPlane(DataPlane):
                     lst.start()
 
     # -- timers ------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        """Report counts, run connect timeouts (every daemon tick, 0.5 s)."""
+        for relay in list(self.relays):
+            self.flush_counts(relay, now)
+            if relay.deadline and relay.deadline <= now:
+                relay.on_connect_timeout()
+
     def expired(self, conns: list[Conn]) -> None:
         for c in conns:
             x = c.extra

@@ -25,10 +25,11 @@ import errno
 import os
 import socket
 import struct
+import time
 from collections import Counter
 from typing import Any, Protocol
 
-from pylvs.core.proto_tcp import TH_ACK, TH_FIN
+from pylvs.core.proto_tcp import TH_ACK, TH_FIN, TH_RST
 
 PIPE_SIZE = 1 << 16
 SPLICE_FLAGS = 1 | 2  # SPLICE_F_MOVE | SPLICE_F_NONBLOCK
@@ -114,13 +115,16 @@ class Half:
         if n == 0:
             self.eof = True
             self._read(False)
-            relay.account(self.inbound, TH_FIN | TH_ACK, 0)
+            relay.plane.state(relay, self.inbound, TH_FIN | TH_ACK)
             if not self.pending and not self.backlog:
                 self._shutdown()
             return
-        relay.account(self.inbound, TH_ACK, n)
-        if relay.closed:
-            return
+        if self.inbound:
+            relay.inpkts += 1
+            relay.inbytes += n
+        else:
+            relay.outpkts += 1
+            relay.outbytes += n
         if self.pw >= 0:
             self.pending += n
             self.flush()
@@ -218,9 +222,11 @@ class RelayHost(Protocol):
 
     def established(self, relay: Relay) -> None: ...
     def failed(self, relay: Relay, err: int) -> None: ...
-    def traffic(self, relay: Relay, inbound: bool, flags: int, size: int) -> None: ...
-    def reset(self, relay: Relay, from_client: bool) -> None: ...
-    def relay_closed(self, relay: Relay) -> None: ...
+    def state(self, relay: Relay, inbound: bool, flags: int) -> None:
+        """A FIN or RST from one side; counts not yet reported go first."""
+
+    def relay_closed(self, relay: Relay) -> None:
+        """The relay is gone; counts not yet reported go first."""
 
 
 class Relay:
@@ -234,13 +240,17 @@ class Relay:
         "bsock",
         "closed",
         "csock",
+        "deadline",
         "halves",
         "header",
+        "inbytes",
+        "inpkts",
         "out",
+        "outbytes",
+        "outpkts",
         "paused",
         "plane",
         "tag",
-        "timer",
         "up",
     )
 
@@ -257,7 +267,9 @@ class Relay:
         self.halves = 0
         self.closed = False
         self.paused = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # connect timeout, checked by the host's periodic sweep
+        # Traffic not yet reported to the host: one "packet" per read.
+        self.inpkts = self.inbytes = self.outpkts = self.outbytes = 0
 
     # -- connecting to the real server ----------------------------------------
     def connect(self, addr: str, port: int, family: int) -> None:
@@ -268,15 +280,14 @@ class Relay:
         if err not in (0, errno.EINPROGRESS):
             self.connect_failed(err)
             return
-        loop = self.plane.loop
-        loop.add_writer(b.fileno(), self.on_connected)
-        self.timer = loop.call_later(self.plane.connect_timeout, self.on_connect_timeout)
+        self.plane.loop.add_writer(b.fileno(), self.on_connected)
+        self.deadline = time.monotonic() + self.plane.connect_timeout
 
     def on_connected(self) -> None:
         b = self.bsock
         assert b is not None
         self.plane.loop.remove_writer(b.fileno())
-        self._cancel_timer()
+        self.deadline = 0.0
         err = b.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self.connect_failed(err)
@@ -294,7 +305,8 @@ class Relay:
         self.out.start()
 
     def on_connect_timeout(self) -> None:
-        self.timer = None
+        """Called by the host's sweep once ``deadline`` has passed."""
+        self.deadline = 0.0
         if self.bsock is not None and not self.closed:
             self.plane.loop.remove_writer(self.bsock.fileno())
             self.connect_failed(errno.ETIMEDOUT)
@@ -305,15 +317,7 @@ class Relay:
         self.plane.failed(self, err)
         self._close(rst=True)
 
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
     # -- traffic ------------------------------------------------------------------
-    def account(self, inbound: bool, flags: int, size: int) -> None:
-        self.plane.traffic(self, inbound, flags, size)
-
     def pause(self) -> None:
         if not self.paused and self.up is not None and self.out is not None:
             self.paused = True
@@ -335,7 +339,7 @@ class Relay:
         """A side reset (or failed): tell the host, reset the other side too."""
         if self.closed:
             return
-        self.plane.reset(self, from_client)
+        self.plane.state(self, from_client, TH_RST | TH_ACK)
         self._close(rst=True)
 
     def abort(self) -> None:
@@ -346,7 +350,7 @@ class Relay:
         if self.closed:
             return
         self.closed = True
-        self._cancel_timer()
+        self.deadline = 0.0
         for h in (self.up, self.out):
             if h is not None:
                 h.close()

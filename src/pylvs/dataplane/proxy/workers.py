@@ -32,7 +32,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from pylvs.core.conn import Conn
-from pylvs.core.proto_tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN
+from pylvs.core.proto_tcp import TH_ACK, TH_RST, TH_SYN
 from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay
 
 if TYPE_CHECKING:
@@ -206,27 +206,33 @@ class WorkerHost:
         self.connect_timeout = connect_timeout
         self.counters: Counter[str] = Counter()
         self.relays: dict[int, Relay] = {}
-        self.data: dict[int, list[int]] = {}
         self.out: list[bytes] = []
-        self.flush_handle: asyncio.TimerHandle | None = None
+        self.flush_handle: asyncio.Handle | None = None
         self.done = asyncio.Event()
 
     def _record(self, op: bytes, cid: int, a: int = 0, b: int = 0, c: int = 0, d: int = 0) -> None:
-        acc = self.data.pop(cid, None)
-        if acc is not None:
-            self.out.append(REC.pack(b"D", cid, *acc))
         self.out.append(REC.pack(op, cid, a, b, c, d))
-        self._flush_soon(0.0)
-
-    def _flush_soon(self, delay: float) -> None:
         if self.flush_handle is None:
-            self.flush_handle = self.loop.call_later(delay, self.flush)
+            self.flush_handle = self.loop.call_soon(self.send_out)
+
+    def periodic(self) -> None:
+        """Every FLUSH_DELAY: report counts, run connect timeouts."""
+        now = time.monotonic()
+        for relay in list(self.relays.values()):
+            self._counts(relay)
+            if relay.deadline and relay.deadline <= now:
+                relay.on_connect_timeout()
+        self.send_out()
+        if not self.done.is_set():
+            self.loop.call_later(FLUSH_DELAY, self.periodic)
 
     def flush(self) -> None:
+        for relay in self.relays.values():
+            self._counts(relay)
+        self.send_out()
+
+    def send_out(self) -> None:
         self.flush_handle = None
-        for cid, acc in self.data.items():
-            self.out.append(REC.pack(b"D", cid, *acc))
-        self.data.clear()
         per = MAX_MSG // REC.size
         out, self.out = self.out, []
         for i in range(0, len(out), per):
@@ -243,24 +249,18 @@ class WorkerHost:
     def failed(self, relay: Relay, err: int) -> None:
         self._record(b"F", relay.tag, err)
 
-    def traffic(self, relay: Relay, inbound: bool, flags: int, size: int) -> None:
-        cid: int = relay.tag
-        if flags & TH_FIN:
-            self._record(b"I" if inbound else b"O", cid, flags)
-            return
-        acc = self.data.get(cid)
-        if acc is None:
-            acc = self.data[cid] = [0, 0, 0, 0]
-            self._flush_soon(FLUSH_DELAY)
-        if inbound:
-            acc[0] += 1
-            acc[1] += size
-        else:
-            acc[2] += 1
-            acc[3] += size
+    def _counts(self, relay: Relay) -> None:
+        if relay.inpkts or relay.outpkts:
+            self.out.append(
+                REC.pack(
+                    b"D", relay.tag, relay.inpkts, relay.inbytes, relay.outpkts, relay.outbytes
+                )
+            )
+            relay.inpkts = relay.inbytes = relay.outpkts = relay.outbytes = 0
 
-    def reset(self, relay: Relay, from_client: bool) -> None:
-        self._record(b"I" if from_client else b"O", relay.tag, TH_RST | TH_ACK)
+    def state(self, relay: Relay, inbound: bool, flags: int) -> None:
+        self._counts(relay)
+        self._record(b"I" if inbound else b"O", relay.tag, flags)
 
     def relay_closed(self, relay: Relay) -> None:
         cid: int = relay.tag
@@ -314,6 +314,7 @@ async def worker_main(fd: int, connect_timeout: float) -> None:
     ctl.setblocking(False)
     host = WorkerHost(ctl, connect_timeout)
     host.loop.add_reader(fd, host.on_command)
+    host.loop.call_later(FLUSH_DELAY, host.periodic)
     for sig in (signal.SIGINT, signal.SIGTERM):
         host.loop.add_signal_handler(sig, host.done.set)
     await host.done.wait()
