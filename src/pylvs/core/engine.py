@@ -162,6 +162,11 @@ class Engine:
         self.conns.set_state(cp, proto_tcp.Dir.INPUT, flags, now)
         cp.in_pkts += 1
 
+    def established(self, cp: Conn, now: float) -> None:
+        """A proxy's connect succeeded: the real server's SYN+ACK, then the client's ACK."""
+        self.packet_out(cp, now, flags=proto_tcp.TH_SYN | proto_tcp.TH_ACK)
+        self.conn_in(cp, now, proto_tcp.TH_ACK, 0)
+
     def account(
         self, cp: Conn, now: float, inpkts: int, inbytes: int, outpkts: int, outbytes: int
     ) -> None:

@@ -33,7 +33,7 @@ from typing import ClassVar
 from pylvs.core.conn import Conn
 from pylvs.core.engine import Engine
 from pylvs.core.model import DEST_F_AVAILABLE, Fwd, Proto, Service
-from pylvs.core.proto_tcp import TH_ACK, TH_RST, TH_SYN
+from pylvs.core.proto_tcp import TH_RST, TH_SYN
 from pylvs.daemon.ctl import Policy
 from pylvs.dataplane.base import DataPlane
 from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay, reset_close
@@ -65,6 +65,8 @@ def bind_socket(proto: int, addr: str, port: int) -> socket.socket:
             s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         s.bind((addr, port))
         if kind == socket.SOCK_STREAM:
+            # Accepted sockets inherit TCP_NODELAY from the listener: one call, not one each.
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.listen(4096)
     except OSError:
         s.close()
@@ -73,13 +75,14 @@ def bind_socket(proto: int, addr: str, port: int) -> socket.socket:
 
 
 class TcpListener:
-    __slots__ = ("fd", "key", "plane", "sock", "vaddr", "vport")
+    __slots__ = ("family", "fd", "key", "plane", "sock", "vaddr", "vport")
 
     def __init__(self, plane: ProxyDataPlane, key: ListenKey) -> None:
         self.plane = plane
         self.key = key
         self.sock = bind_socket(Proto.TCP, key[1], key[2])
         self.fd = self.sock.fileno()
+        self.family = self.sock.family
         self.vaddr = ip_address(key[1])
         self.vport = key[2]
 
@@ -94,15 +97,15 @@ class TcpListener:
         engine = plane.engine
         for _ in range(ACCEPT_BATCH):
             try:
-                csock, peer = self.sock.accept()
+                fd, peer = self.sock._accept()  # type: ignore[attr-defined]
             except BlockingIOError:
                 return
             except OSError as e:
                 plane.counters["accept_error"] += 1
                 log.warning("accept on %s:%d: %s", self.key[1], self.key[2], e)
                 return
+            csock = socket.socket(self.family, socket.SOCK_STREAM, 0, fd)
             csock.setblocking(False)
-            csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             cache = plane.addr_cache
             caddr = cache.get(peer[0])
             if caddr is None:
@@ -232,10 +235,7 @@ class ProxyDataPlane(DataPlane):
 
     # -- what relays tell the director (RelayHost) ------------------------------------
     def established(self, relay: Relay) -> None:
-        conn: Conn = relay.tag
-        now = time.monotonic()
-        self.engine.packet_out(conn, now, flags=TH_SYN | TH_ACK)
-        self.engine.conn_in(conn, now, TH_ACK, 0)
+        self.engine.established(relay.tag, time.monotonic())
 
     def failed(self, relay: Relay, err: int) -> None:
         self.engine.packet_out(relay.tag, time.monotonic(), flags=TH_RST)

@@ -32,7 +32,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from pylvs.core.conn import Conn
-from pylvs.core.proto_tcp import TH_ACK, TH_RST, TH_SYN
+from pylvs.core.proto_tcp import TH_RST
 from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay
 
 if TYPE_CHECKING:
@@ -159,8 +159,7 @@ class WorkerPool:
             engine.account(conn, now, a, b, c, d)
             self.plane.check_dest(rr)
         elif op == b"E":
-            engine.packet_out(conn, now, flags=TH_SYN | TH_ACK)
-            engine.conn_in(conn, now, TH_ACK, 0)
+            engine.established(conn, now)
         elif op == b"F":
             engine.packet_out(conn, now, flags=TH_RST)
         elif op == b"I":
