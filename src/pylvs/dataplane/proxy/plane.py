@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import socket
 import time
@@ -124,13 +125,13 @@ class TcpListener:
             pp = dest.extra.get("proxy_protocol")
             header = proxyproto.header(pp, caddr, peer[1], self.vaddr, self.vport) if pp else None
             if plane.pool is not None:
-                plane.pool.dispatch(r, csock, str(dest.addr), r.dport, header)
+                plane.pool.dispatch(r, csock, plane.addr_text(dest.addr), r.dport, header)
             else:
                 relay = Relay(plane, r, csock, header)
                 r.extra = relay
                 plane.relays.add(relay)
                 fam = socket.AF_INET6 if isinstance(dest.addr, IPv6Address) else socket.AF_INET
-                relay.connect(str(dest.addr), r.dport, fam)
+                relay.connect(plane.addr_text(dest.addr), r.dport, fam)
             if plane.open_relays() >= plane.max_conns:
                 plane.pause_accepting()
                 return
@@ -160,11 +161,16 @@ class ProxyDataPlane(DataPlane):
         self.buffer = bytearray(PIPE_SIZE)  # shared by every relay's copy mode
         self.view = memoryview(self.buffer)
         self.addr_cache: dict[str, IPv4Address | IPv6Address] = {}
+        self.addr_texts: dict[IPv4Address | IPv6Address, str] = {}
         self.nworkers = int(getattr(args, "workers", 1) or 1)
         self.pool: WorkerPool | None = None
 
     async def start(self, engine: Engine) -> None:
         raise_nofile_limit()
+        # Relays free themselves by reference counting; keep the cyclic collector from
+        # walking the long-lived engine objects on every few thousand allocations.
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         self.engine = engine
         self.loop = asyncio.get_running_loop()
         if self.nworkers > 1:
@@ -254,6 +260,15 @@ class ProxyDataPlane(DataPlane):
             self.engine.conn_in(relay.tag, now, flags, 0)
         else:
             self.engine.packet_out(relay.tag, now, flags=flags)
+
+    def addr_text(self, addr: IPv4Address | IPv6Address) -> str:
+        """str(addr), cached: ipaddress builds the text anew each time."""
+        t = self.addr_texts.get(addr)
+        if t is None:
+            if len(self.addr_texts) > 4096:
+                self.addr_texts.clear()
+            t = self.addr_texts[addr] = str(addr)
+        return t
 
     def open_relays(self) -> int:
         return len(self.relays) + (self.pool.open_relays() if self.pool is not None else 0)

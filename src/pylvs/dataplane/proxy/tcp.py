@@ -277,11 +277,20 @@ class Relay:
         b.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.bsock = b
         err = b.connect_ex((addr, port))
-        if err not in (0, errno.EINPROGRESS):
+        if err == errno.EINPROGRESS:
+            # A nearby real server (loopback, same host) often completes the handshake
+            # within connect() itself: then skip the round trip through the event loop.
+            try:
+                b.getpeername()
+            except OSError:
+                self.plane.loop.add_writer(b.fileno(), self.on_connected)
+                self.deadline = time.monotonic() + self.plane.connect_timeout
+                return
+            err = 0
+        if err:
             self.connect_failed(err)
             return
-        self.plane.loop.add_writer(b.fileno(), self.on_connected)
-        self.deadline = time.monotonic() + self.plane.connect_timeout
+        self._connected()
 
     def on_connected(self) -> None:
         b = self.bsock
@@ -292,6 +301,11 @@ class Relay:
         if err:
             self.connect_failed(err)
             return
+        self._connected()
+
+    def _connected(self) -> None:
+        b = self.bsock
+        assert b is not None
         self.plane.established(self)
         if self.header:
             try:
@@ -350,12 +364,16 @@ class Relay:
         if self.closed:
             return
         self.closed = True
+        connecting = self.deadline != 0.0
         self.deadline = 0.0
         for h in (self.up, self.out):
             if h is not None:
                 h.close()
+        # Drop the relay <-> half cycle so reference counting frees them (no GC work).
+        self.up = self.out = None
         if self.bsock is not None:
-            self.plane.loop.remove_writer(self.bsock.fileno())
+            if connecting:
+                self.plane.loop.remove_writer(self.bsock.fileno())
             (reset_close if rst else socket.socket.close)(self.bsock)
         (reset_close if rst else socket.socket.close)(self.csock)
         self.plane.relay_closed(self)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -309,6 +310,8 @@ class WorkerHost:
 
 
 async def worker_main(fd: int, connect_timeout: float) -> None:
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     ctl = socket.socket(fileno=fd)
     ctl.setblocking(False)
     host = WorkerHost(ctl, connect_timeout)
