@@ -59,7 +59,8 @@ class Table:
     def __init__(self) -> None:
         self.services: dict[ServiceKey, Service] = {}
         # Hot-path index for find(): (protocol, address, port) and fwmark -> service.
-        self._inet: dict[tuple[int, Address, int], Service] = {}
+        # (ints: hashing an ipaddress object formats it as text each time)
+        self._inet: dict[tuple[int, int, int, int], Service] = {}
         self._fwm: dict[tuple[int, int], Service] = {}
         self.tot_stats = Stats()
         # Deleted dests still referenced by connections (the kernel's dest trash):
@@ -84,9 +85,11 @@ class Table:
             if svc is not None:
                 return svc
         inet = self._inet
-        svc = inet.get((protocol, vaddr, vport))
+        a = int(vaddr)
+        v = vaddr.version
+        svc = inet.get((protocol, v, a, vport))
         if svc is None and vport:
-            svc = inet.get((protocol, vaddr, 0))
+            svc = inet.get((protocol, v, a, 0))
         return svc
 
     def _index(self, svc: Service) -> None:
@@ -94,14 +97,14 @@ class Table:
             self._fwm[(6 if svc.af == AF_INET6 else 4, svc.fwmark)] = svc
         else:
             assert svc.addr is not None
-            self._inet[(svc.protocol, svc.addr, svc.port)] = svc
+            self._inet[(svc.protocol, svc.addr.version, int(svc.addr), svc.port)] = svc
 
     def _unindex(self, svc: Service) -> None:
         if svc.fwmark:
             self._fwm.pop((6 if svc.af == AF_INET6 else 4, svc.fwmark), None)
         else:
             assert svc.addr is not None
-            self._inet.pop((svc.protocol, svc.addr, svc.port), None)
+            self._inet.pop((svc.protocol, svc.addr.version, int(svc.addr), svc.port), None)
 
     def _require(self, key: ServiceKey, missing: Callable[[], IPVSError]) -> Service:
         svc = self.services.get(key)

@@ -33,7 +33,7 @@ from typing import ClassVar
 
 from pylvs.core.conn import Conn
 from pylvs.core.engine import Engine
-from pylvs.core.model import DEST_F_AVAILABLE, Fwd, Proto, Service
+from pylvs.core.model import DEST_F_AVAILABLE, Dest, Fwd, Proto, Service
 from pylvs.core.proto_tcp import TH_RST, TH_SYN
 from pylvs.daemon.ctl import Policy
 from pylvs.dataplane.base import DataPlane
@@ -125,13 +125,13 @@ class TcpListener:
             pp = dest.extra.get("proxy_protocol")
             header = proxyproto.header(pp, caddr, peer[1], self.vaddr, self.vport) if pp else None
             if plane.pool is not None:
-                plane.pool.dispatch(r, csock, plane.addr_text(dest.addr), r.dport, header)
+                plane.pool.dispatch(r, csock, plane.addr_text(dest), r.dport, header)
             else:
                 relay = Relay(plane, r, csock, header)
                 r.extra = relay
                 plane.relays.add(relay)
                 fam = socket.AF_INET6 if isinstance(dest.addr, IPv6Address) else socket.AF_INET
-                relay.connect(plane.addr_text(dest.addr), r.dport, fam)
+                relay.connect(plane.addr_text(dest), r.dport, fam)
             if plane.open_relays() >= plane.max_conns:
                 plane.pause_accepting()
                 return
@@ -161,7 +161,7 @@ class ProxyDataPlane(DataPlane):
         self.buffer = bytearray(PIPE_SIZE)  # shared by every relay's copy mode
         self.view = memoryview(self.buffer)
         self.addr_cache: dict[str, IPv4Address | IPv6Address] = {}
-        self.addr_texts: dict[IPv4Address | IPv6Address, str] = {}
+        self.addr_texts: dict[Dest, str] = {}
         self.nworkers = int(getattr(args, "workers", 1) or 1)
         self.pool: WorkerPool | None = None
 
@@ -261,13 +261,13 @@ class ProxyDataPlane(DataPlane):
         else:
             self.engine.packet_out(relay.tag, now, flags=flags)
 
-    def addr_text(self, addr: IPv4Address | IPv6Address) -> str:
-        """str(addr), cached: ipaddress builds the text anew each time."""
-        t = self.addr_texts.get(addr)
+    def addr_text(self, dest: Dest) -> str:
+        """str(dest.addr), cached per dest: ipaddress builds the text anew each time."""
+        t = self.addr_texts.get(dest)
         if t is None:
             if len(self.addr_texts) > 4096:
                 self.addr_texts.clear()
-            t = self.addr_texts[addr] = str(addr)
+            t = self.addr_texts[dest] = str(dest.addr)
         return t
 
     def open_relays(self) -> int:

@@ -186,10 +186,12 @@ class Half:
         if self.shut:
             return
         self.shut = True
-        try:
-            self.dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        if not self.relay.halves:  # the other way is still open: pass the FIN on
+            try:
+                self.dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        # else both ways are done and closing the sockets sends the FIN.
         self.relay.half_done()
 
     def pause(self) -> None:
