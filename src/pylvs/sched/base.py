@@ -98,6 +98,15 @@ def usable(dest: Dest) -> bool:
     return not (dest.flags & DEST_F_OVERLOAD) and dest.weight > 0
 
 
+def first_usable(dests: list[Dest]) -> int:
+    """Index of the first dest that is neither OVERLOADed nor of weight 0, else -1
+    (the first loop of ip_vs_wlc_schedule / ip_vs_sed_schedule)."""
+    for i, d in enumerate(dests):
+        if not (d.flags & DEST_F_OVERLOAD) and d.weight > 0:
+            return i
+    return -1
+
+
 RandomSource = Callable[[int], int]
 """``f(n)`` returns a uniformly random integer in [0, n) (get_random_u32_below)."""
 

@@ -12,7 +12,7 @@ never win the strict comparison.
 from __future__ import annotations
 
 from pylvs.core.model import DEST_F_OVERLOAD, Dest, Packet, Service
-from pylvs.sched.base import Scheduler, register
+from pylvs.sched.base import Scheduler, first_usable, register
 
 
 @register
@@ -22,13 +22,8 @@ class ShortestExpectedDelay(Scheduler):
     def schedule(self, svc: Service, pkt: Packet, now: float) -> Dest | None:
         dests = svc.destinations
         n = len(dests)
-        i = 0
-        while i < n:
-            d = dests[i]
-            if not (d.flags & DEST_F_OVERLOAD) and d.weight > 0:
-                break
-            i += 1
-        else:
+        i = first_usable(dests)
+        if i < 0:
             return None
         least = dests[i]
         loh = least.activeconns + 1
