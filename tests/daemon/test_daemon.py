@@ -168,3 +168,25 @@ def test_bad_rules_file_stops_start(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode == 1 and "Service already exists" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--connect-timeout", "-1"], "--connect-timeout must be positive"),
+        (["--max-conns", "-5"], "--max-conns must be 0 (automatic) or positive"),
+        (["--http", "nonsense"], "--http wants ADDR:PORT"),
+        (["--dataplane", "none", "--workers", "2"], "--workers is for the proxy data plane"),
+        (["--dataplane", "bogus"], "invalid choice"),
+    ],
+)
+def test_bad_daemon_options(tmp_path: Path, args: list[str], message: str) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "pylvs.daemon.main", "--socket", str(tmp_path / "s"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2 and message in r.stderr
+    assert not (tmp_path / "s").exists()

@@ -197,10 +197,6 @@ def make_dataplane(name: str, args: argparse.Namespace) -> DataPlane:
     if name == "proxy":
         from pylvs.dataplane.proxy.plane import ProxyDataPlane
 
-        if args.workers < 1:
-            raise StartupError("--workers must be at least 1")
-        if args.connect_timeout <= 0:
-            raise StartupError("--connect-timeout must be positive")
         return ProxyDataPlane(args)
     raise StartupError(f"the {name} data plane is not built yet; run with --dataplane none")
 
@@ -328,8 +324,26 @@ def run(coro: Any) -> None:
     uvloop.run(coro)
 
 
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse nonsense before anything starts (argparse exits 2 with the message)."""
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
+    if args.connect_timeout <= 0:
+        p.error("--connect-timeout must be positive")
+    if args.max_conns < 0:
+        p.error("--max-conns must be 0 (automatic) or positive")
+    if args.http:
+        _host, sep, port = args.http.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            p.error(f"--http wants ADDR:PORT, got {args.http!r}")
+    if args.workers > 1 and args.dataplane != "proxy":
+        p.error("--workers is for the proxy data plane")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
