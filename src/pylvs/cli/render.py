@@ -469,16 +469,23 @@ def title(f: _Fmt) -> str:
     return _TITLE_PLAIN
 
 
+def _mask_text(s: ServiceJSON) -> str:
+    """The persistence netmask as ipvsadm shows it, or "" when it is the default
+    (255.255.255.255 for IPv4, prefix length 128 for IPv6)."""
+    if s["family"] == "inet6":
+        return "" if s["netmask"] == 128 else str(s["netmask"])
+    return "" if s["netmask"] == 0xFFFFFFFF else _v4_mask(s["netmask"])
+
+
 def _service_line(s: ServiceJSON, name: str, f: _Fmt) -> str:
     ln = f.exact
     if f.rule:
         out = f"-A {name} -s {s['sched_name']}"
         if _persistent(s):
             out += f" -p {s['timeout']}"
-            if s["family"] != "inet6" and s["netmask"] != 0xFFFFFFFF:
-                out += f" -M {_v4_mask(s['netmask'])}"
-            if s["family"] == "inet6" and s["netmask"] != 128:
-                out += f" -M {s['netmask']}"
+            mask = _mask_text(s)
+            if mask:
+                out += f" -M {mask}"
         if s["pe_name"]:
             out += f" --pe {s['pe_name']}"
         if _ops(s):
@@ -499,10 +506,9 @@ def _service_line(s: ServiceJSON, name: str, f: _Fmt) -> str:
         out += f" ({sched_flags_text(s)})"
     if _persistent(s):
         out += f" persistent {s['timeout']}"
-        if s["family"] != "inet6" and s["netmask"] != 0xFFFFFFFF:
-            out += f" mask {_v4_mask(s['netmask'])}"
-        if s["family"] == "inet6" and s["netmask"] != 128:
-            out += f" mask {s['netmask']}"
+        mask = _mask_text(s)
+        if mask:
+            out += f" mask {mask}"
         if s["pe_name"]:
             out += f" pe {s['pe_name']}"
     if _ops(s):
