@@ -8,6 +8,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -77,3 +79,22 @@ class Client:
 
 def sid_path(sid: str) -> str:
     return quote(sid, safe="")
+
+
+class DaemonStartError(RuntimeError):
+    pass
+
+
+def wait_for_daemon(path: str, proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    """Wait until the pylvsd started as ``proc`` answers on ``path``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DaemonStartError(f"pylvsd exited with status {proc.returncode}")
+        try:
+            Client(path, timeout=2).get("/v1/info")
+            return
+        except (DaemonUnreachable, ApiError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise DaemonStartError("pylvsd did not come up")

@@ -14,9 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-from pylvs.cli.client import Client, DaemonUnreachable
+from pylvs.cli.client import Client, DaemonStartError, DaemonUnreachable, wait_for_daemon
 from pylvs.daemon.paths import default_socket
 
 VIP, VPORT = "127.0.0.1", 8080
@@ -52,16 +51,12 @@ def start_daemon(sock: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pylvs.daemon.main", "--dataplane", "proxy", "--socket", sock]
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"pylvs demo: pylvsd exited with status {proc.returncode}")
-        with contextlib.suppress(DaemonUnreachable, OSError):
-            Client(sock, timeout=2).get("/v1/info")
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("pylvs demo: pylvsd did not come up")
+    try:
+        wait_for_daemon(sock, proc)
+    except DaemonStartError as e:
+        proc.kill()
+        raise SystemExit(f"pylvs demo: {e}") from e
+    return proc
 
 
 def configure(sock: str) -> None:

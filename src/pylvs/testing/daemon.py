@@ -8,10 +8,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from pylvs.cli.client import DaemonStartError, wait_for_daemon
 
 
 def free_port() -> int:
@@ -43,22 +44,11 @@ class RunningDaemon:
 
 
 def wait_for_socket(path: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"pylvsd exited with {proc.returncode}: {out}")
-        if os.path.exists(path):
-            s = socket.socket(socket.AF_UNIX)
-            try:
-                s.connect(path)
-                return
-            except OSError:
-                pass
-            finally:
-                s.close()
-        time.sleep(0.05)
-    raise RuntimeError("pylvsd did not come up")
+    try:
+        wait_for_daemon(path, proc, timeout)
+    except DaemonStartError as e:
+        out = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+        raise RuntimeError(f"{e}: {out}") from e
 
 
 @contextmanager
