@@ -98,3 +98,15 @@ def wait_for_daemon(path: str, proc: subprocess.Popen[Any], timeout: float = 20.
             pass
         time.sleep(0.05)
     raise DaemonStartError("pylvsd did not come up")
+
+
+def stop_daemon(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM (pylvsd's clean shutdown), then SIGKILL if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -15,7 +15,13 @@ import signal
 import subprocess
 import sys
 
-from pylvs.cli.client import Client, DaemonStartError, DaemonUnreachable, wait_for_daemon
+from pylvs.cli.client import (
+    Client,
+    DaemonStartError,
+    DaemonUnreachable,
+    stop_daemon,
+    wait_for_daemon,
+)
 from pylvs.daemon.paths import default_socket
 
 VIP, VPORT = "127.0.0.1", 8080
@@ -109,10 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for s in servers:
             s.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_daemon(proc)
         loop.close()
     return 0

@@ -46,10 +46,10 @@ Our extensions (not in ipvsadm):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from pylvs.cli.command import ListFormat
 from pylvs.daemon.views import ConnJSON, DaemonJSON, DestJSON, ServiceJSON, TimeoutJSON
@@ -469,6 +469,15 @@ def title(f: _Fmt) -> str:
     return _TITLE_PLAIN
 
 
+_STATS_KEYS = ("conns", "inpkts", "outpkts", "inbytes", "outbytes")
+_RATE_KEYS = ("cps", "inpps", "outpps", "inbps", "outbps")
+
+
+def _largenums(values: Mapping[str, object], keys: tuple[str, ...], exact: bool) -> str:
+    """The --stats / --rate columns, each through print_largenum."""
+    return "".join(print_largenum(cast(int, values[k]), exact) for k in keys)
+
+
 def _mask_text(s: ServiceJSON) -> str:
     """The persistence netmask as ipvsadm shows it, or "" when it is the default
     (255.255.255.255 for IPv4, prefix length 128 for IPv6)."""
@@ -494,13 +503,9 @@ def _service_line(s: ServiceJSON, name: str, f: _Fmt) -> str:
             out += " -b " + sched_flags_text(s)
         return out + "\n"
     if f.stats:
-        st = s["stats"]
-        nums = (st["conns"], st["inpkts"], st["outpkts"], st["inbytes"], st["outbytes"])
-        return f"{name:<33}" + "".join(print_largenum(v, ln) for v in nums) + "\n"
+        return f"{name:<33}" + _largenums(s["stats"], _STATS_KEYS, ln) + "\n"
     if f.rate:
-        rt = s["rates"]
-        nums = (rt["cps"], rt["inpps"], rt["outpps"], rt["inbps"], rt["outbps"])
-        return f"{name:<33}" + "".join(print_largenum(v, ln) for v in nums) + "\n"
+        return f"{name:<33}" + _largenums(s["rates"], _RATE_KEYS, ln) + "\n"
     out = f"{name} {s['sched_name']}"
     if s["flags"] & _SVC_F_SCHED_ANY:
         out += f" ({sched_flags_text(s)})"
@@ -541,9 +546,7 @@ def _dest_line(s: ServiceJSON, name: str, d: DestJSON, f: _Fmt, resolver: Resolv
         dname = dname[:_DEST_NAME_MAX_V4]
     ln = f.exact
     if f.stats:
-        st = d["stats"]
-        nums = (st["conns"], st["inpkts"], st["outpkts"], st["inbytes"], st["outbytes"])
-        return f"  -> {dname:<28}" + "".join(print_largenum(v, ln) for v in nums) + "\n"
+        return f"  -> {dname:<28}" + _largenums(d["stats"], _STATS_KEYS, ln) + "\n"
     if f.rate:
         rt = d["rates"]
         return (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pylvs.cli.client import DaemonStartError, wait_for_daemon
+from pylvs.cli.client import DaemonStartError, stop_daemon, wait_for_daemon
 
 
 def free_port() -> int:
@@ -74,10 +73,4 @@ def pylvsd(*extra: str, http: bool = False, dataplane: str = "none") -> Iterator
             wait_for_socket(sock, proc)
             yield RunningDaemon(proc, sock, http_addr)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_daemon(proc)
