@@ -52,6 +52,8 @@ NO_DEST = 1  # a virtual service with no usable real server (ip_vs_leave: ICMP/R
 DROP = 2  # drop silently (e.g. the connection's real server is gone)
 
 EST_PERIOD = 2.0
+_INPUT = int(proto_tcp.Dir.INPUT)
+_OUTPUT = int(proto_tcp.Dir.OUTPUT)
 
 
 @dataclass(slots=True)
@@ -85,6 +87,9 @@ class Engine:
         self.conns = conns if conns is not None else ConnTable()
         self.sysctl = sysctl if sysctl is not None else Sysctl()
         self.est = EstimatorSet()
+        # Index NAT entries by their reply header (a packet data plane looks
+        # replies up there); a proxy sees replies on the connection's own socket.
+        self.reply_index = True
         self._est_generation = -1
         self._est_keys: set[object] = set()
 
@@ -156,10 +161,16 @@ class Engine:
         """A client packet for a connection the data plane already holds (no lookup)."""
         dest = cp.dest
         if dest is not None:
-            dest.stats.add_in(size)
-            dest.svc.stats.add_in(size)
-        self.table.tot_stats.add_in(size)
-        self.conns.set_state(cp, proto_tcp.Dir.INPUT, flags, now)
+            st = dest.stats
+            st.inpkts += 1
+            st.inbytes += size
+            st = dest.svc.stats
+            st.inpkts += 1
+            st.inbytes += size
+        st = self.table.tot_stats
+        st.inpkts += 1
+        st.inbytes += size
+        self.conns.set_state(cp, _INPUT, flags, now)
         cp.in_pkts += 1
 
     def established(self, cp: Conn, now: float) -> None:
@@ -192,10 +203,16 @@ class Engine:
         """A reply from the real server that went through the director (ip_vs_out)."""
         dest = cp.dest
         if dest is not None:
-            dest.stats.add_out(size)
-            dest.svc.stats.add_out(size)
-        self.table.tot_stats.add_out(size)
-        self.conns.set_state(cp, proto_tcp.Dir.OUTPUT, flags, now)
+            st = dest.stats
+            st.outpkts += 1
+            st.outbytes += size
+            st = dest.svc.stats
+            st.outpkts += 1
+            st.outbytes += size
+        st = self.table.tot_stats
+        st.outpkts += 1
+        st.outbytes += size
+        self.conns.set_state(cp, _OUTPUT, flags, now)
 
     def _is_new(self, protocol: int, flags: int) -> bool:
         if protocol == Proto.TCP:
@@ -316,7 +333,7 @@ class Engine:
         pkt: Packet,
     ) -> Conn:
         out_key = None
-        if dest.fwd_method == Fwd.MASQ and dest.af == pkt.af:
+        if self.reply_index and dest.fwd_method == Fwd.MASQ and dest.af == pkt.af:
             # The reply's header: real server -> client.
             out_key = conn_key(pkt.protocol, dest.addr.packed, pkt.saddr.packed, dport, pkt.sport)
         return self.conns.new(key, dest, dport, flags, now, fwmark=fwmark, out_key=out_key)

@@ -31,12 +31,13 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import ClassVar
 
-from pylvs.core.conn import Conn
+from pylvs.core.conn import Conn, conn_key
 from pylvs.core.engine import Engine
 from pylvs.core.model import DEST_F_AVAILABLE, Dest, Fwd, Proto, Service
 from pylvs.core.proto_tcp import TH_RST, TH_SYN
 from pylvs.daemon.ctl import Policy
 from pylvs.dataplane.base import DataPlane
+from pylvs.dataplane.proxy.poller import Poller
 from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay, reset_close
 from pylvs.dataplane.proxy.udp import UdpService
 from pylvs.dataplane.proxy.workers import RemoteRelay, WorkerPool
@@ -76,7 +77,7 @@ def bind_socket(proto: int, addr: str, port: int) -> socket.socket:
 
 
 class TcpListener:
-    __slots__ = ("family", "fd", "key", "plane", "sock", "vaddr", "vport")
+    __slots__ = ("family", "fd", "key", "plane", "sock", "vaddr", "vpacked", "vport")
 
     def __init__(self, plane: ProxyDataPlane, key: ListenKey) -> None:
         self.plane = plane
@@ -85,6 +86,7 @@ class TcpListener:
         self.fd = self.sock.fileno()
         self.family = self.sock.family
         self.vaddr = ip_address(key[1])
+        self.vpacked = self.vaddr.packed
         self.vport = key[2]
 
     def start(self) -> None:
@@ -105,17 +107,27 @@ class TcpListener:
                 plane.counters["accept_error"] += 1
                 log.warning("accept on %s:%d: %s", self.key[1], self.key[2], e)
                 return
+            # Left in blocking mode: the relay reads and writes with MSG_DONTWAIT.
             csock = socket.socket(self.family, socket.SOCK_STREAM, 0, fd)
-            csock.setblocking(False)
             cache = plane.addr_cache
-            caddr = cache.get(peer[0])
-            if caddr is None:
+            known = cache.get(peer[0])
+            if known is None:
                 if len(cache) > 65536:
                     cache.clear()
-                caddr = cache[peer[0]] = ip_address(peer[0])
+                a = ip_address(peer[0])
+                known = cache[peer[0]] = (a, a.packed)
+            caddr = known[0]
             now = time.monotonic()
             r = engine.packet_in(
-                Proto.TCP, caddr, peer[1], self.vaddr, self.vport, now, flags=TH_SYN
+                Proto.TCP,
+                caddr,
+                peer[1],
+                self.vaddr,
+                self.vport,
+                now,
+                flags=TH_SYN,
+                new_conn=True,
+                key=conn_key(Proto.TCP, known[1], self.vpacked, peer[1], self.vport),
             )
             if not isinstance(r, Conn) or r.dest is None:
                 plane.counters["no_dest"] += 1
@@ -160,7 +172,8 @@ class ProxyDataPlane(DataPlane):
         self.warned: set[str] = set()
         self.buffer = bytearray(PIPE_SIZE)  # shared by every relay's copy mode
         self.view = memoryview(self.buffer)
-        self.addr_cache: dict[str, IPv4Address | IPv6Address] = {}
+        # Client address text -> (address, packed): ipaddress is slow to build.
+        self.addr_cache: dict[str, tuple[IPv4Address | IPv6Address, bytes]] = {}
         self.addr_texts: dict[Dest, str] = {}
         self.nworkers = int(getattr(args, "workers", 1) or 1)
         self.pool: WorkerPool | None = None
@@ -172,7 +185,9 @@ class ProxyDataPlane(DataPlane):
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
         self.engine = engine
+        engine.reply_index = False  # replies come back on the connection's own socket
         self.loop = asyncio.get_running_loop()
+        self.poller = Poller(self.loop)
         if self.nworkers > 1:
             self.pool = WorkerPool(self, self.nworkers)
         self.table_changed()
@@ -336,6 +351,7 @@ class ProxyDataPlane(DataPlane):
         for lst in self.listeners.values():
             lst.close()
         self.listeners.clear()
+        self.poller.stop()
 
 
 def raise_nofile_limit() -> None:

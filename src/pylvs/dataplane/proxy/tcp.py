@@ -1,10 +1,15 @@
-"""TCP relaying for the proxy data plane: raw non-blocking sockets and splice.
+"""TCP relaying for the proxy data plane: raw sockets, edge-triggered epoll, splice.
 
 One ``Relay`` per proxied connection, two ``Half``s (client -> real server
-"in", real server -> client "out").  A half copies small messages through a
-shared buffer and switches to os.splice() for bulk transfers (see ``Half``);
-when the receiver is slow the half stops reading until what waits has been
-written, which bounds what the director buffers per direction.
+"in", real server -> client "out").  Both sockets are registered once with
+the host's edge-triggered poller (poller.py).  A half copies small messages
+through a shared buffer and switches to os.splice() for bulk transfers (see
+``Half``); when the receiver is slow the half stops reading until what waits
+has been written, which bounds what the director buffers per direction.
+
+Accepted client sockets stay in blocking mode (saving a system call per
+connection): every recv/send on them passes MSG_DONTWAIT, and a half that
+moves to splice() switches its sockets to O_NONBLOCK first.
 
 What the sockets do is fed to the engine as the TCP packets it implies, so
 the connection entry follows the kernel's state table:
@@ -30,11 +35,22 @@ from collections import Counter
 from typing import Any, Protocol
 
 from pylvs.core.proto_tcp import TH_ACK, TH_FIN, TH_RST
+from pylvs.dataplane.proxy.poller import (
+    EPOLLERR,
+    EPOLLHUP,
+    EPOLLIN,
+    EPOLLOUT,
+    EPOLLRDHUP,
+    Poller,
+)
 
 PIPE_SIZE = 1 << 16
 SPLICE_FLAGS = 1 | 2  # SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 _LINGER_RST = struct.pack("ii", 1, 0)
 _HAS_SPLICE = hasattr(os, "splice")
+DONTWAIT = socket.MSG_DONTWAIT
+BUDGET = 16  # reads per side and wakeup before other connections get their turn
+_WAKE_IN = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 
 
 def reset_close(sock: socket.socket) -> None:
@@ -47,18 +63,22 @@ def reset_close(sock: socket.socket) -> None:
 
 
 class Half:
-    """One direction of a relay: ``src`` -> ``dst``.
+    """One direction of a relay: ``src`` -> ``dst``, driven by epoll edges.
 
-    It starts by copying through a shared buffer (recv_into + send: for small
-    messages that is as few system calls as splice, and needs no pipe).  The
-    first read that fills the buffer marks a bulk transfer: the half then
-    moves to os.splice() through a pipe of its own, and payload stops
-    entering Python.  Either way at most one buffer (64 KiB) per direction
-    waits in the director when the receiver is slow.
+    ``readable`` says ``src`` may have data (an input edge came and no read has
+    come back short since); ``blocked`` says ``dst`` did not take everything
+    and the rest waits for its next output edge.  It starts by copying through
+    a shared buffer (recv_into + send: for small messages as few system calls
+    as splice, and no pipe).  The first read that fills the buffer marks a
+    bulk transfer: the half then moves to os.splice() through a pipe of its
+    own, and payload stops entering Python.  Either way at most one buffer
+    (64 KiB) per direction waits in the director when the receiver is slow:
+    a blocked half does not read.
     """
 
     __slots__ = (
         "backlog",
+        "blocked",
         "dst",
         "dst_fd",
         "eof",
@@ -66,7 +86,8 @@ class Half:
         "pending",
         "pr",
         "pw",
-        "reading",
+        "rdhup",
+        "readable",
         "relay",
         "shut",
         "src",
@@ -83,104 +104,116 @@ class Half:
         self.pr = self.pw = -1  # the pipe, once in splice mode
         self.pending = 0  # bytes waiting in the pipe
         self.backlog = b""  # bytes waiting in copy mode
+        self.readable = False
+        self.rdhup = False  # the peer's FIN has arrived: a short read means end of stream
+        self.blocked = False
         self.eof = False
         self.shut = False
-        self.reading = False
 
-    def start(self) -> None:
-        self._read(True)
-
-    def _read(self, on: bool) -> None:
-        if on != self.reading:
-            self.reading = on
-            loop = self.relay.plane.loop
-            if on:
-                loop.add_reader(self.src_fd, self.on_readable)
-            else:
-                loop.remove_reader(self.src_fd)
-
-    def on_readable(self) -> None:
+    def pump(self) -> None:
+        """Read from ``src`` and pass it on while there is data and ``dst`` takes it."""
         relay = self.relay
-        try:
-            if self.pw >= 0:
-                n = os.splice(self.src_fd, self.pw, PIPE_SIZE, flags=SPLICE_FLAGS)
+        if not self.readable or self.blocked or self.eof or relay.paused or not relay.connected:
+            return
+        plane = relay.plane
+        for _ in range(BUDGET):
+            try:
+                if self.pw >= 0:
+                    n = os.splice(self.src_fd, self.pw, PIPE_SIZE, flags=SPLICE_FLAGS)
+                else:
+                    n = self.src.recv_into(plane.buffer, PIPE_SIZE, DONTWAIT)
+            except BlockingIOError:
+                self.readable = False
+                return
+            except OSError as e:
+                relay.reset(self.inbound, e)
+                return
+            if n == 0:
+                self._eof()
+                return
+            if self.inbound:
+                relay.inpkts += 1
+                relay.inbytes += n
             else:
-                buf = relay.plane.buffer
-                n = self.src.recv_into(buf)
-        except BlockingIOError:
-            return
-        except OSError as e:
-            relay.reset(self.inbound, e)
-            return
-        if n == 0:
-            self.eof = True
-            self._read(False)
-            relay.plane.state(relay, self.inbound, TH_FIN | TH_ACK)
-            if not self.pending and not self.backlog:
-                self._shutdown()
-            return
-        if self.inbound:
-            relay.inpkts += 1
-            relay.inbytes += n
-        else:
-            relay.outpkts += 1
-            relay.outbytes += n
-        if self.pw >= 0:
-            self.pending += n
-            self.flush()
-            return
-        view = relay.plane.view
-        try:
-            m = self.dst.send(view[:n])
-        except BlockingIOError:
-            m = 0
-        except OSError as e:
-            relay.reset(not self.inbound, e)
-            return
-        if m < n:
-            self.backlog = bytes(view[m:n])
-            self._wait_writable()
-        elif n == PIPE_SIZE and _HAS_SPLICE:
-            self._to_splice()
+                relay.outpkts += 1
+                relay.outbytes += n
+            if self.pw >= 0:
+                # A short splice does not prove the socket drained (the pipe can
+                # fill with small segments first): read on until EAGAIN.
+                self.pending += n
+                if not self.flush():
+                    return
+                continue
+            try:
+                m = self.dst.send(plane.view[:n], DONTWAIT)
+            except BlockingIOError:
+                m = 0
+            except OSError as e:
+                relay.reset(not self.inbound, e)
+                return
+            if m < n:
+                self.backlog = bytes(plane.view[m:n])
+                self.blocked = True
+                return
+            if n < PIPE_SIZE:
+                # A short read drained the socket: the next data brings a new edge.
+                if self.rdhup:
+                    self._eof()
+                else:
+                    self.readable = False
+                return
+            if _HAS_SPLICE:
+                self._to_splice()
+        plane.poller.later(self.pump)  # used its share of this wakeup; more is waiting
+
+    def _eof(self) -> None:
+        relay = self.relay
+        self.eof = True
+        self.readable = False
+        relay.plane.state(relay, self.inbound, TH_FIN | TH_ACK)
+        if not relay.closed and not self.pending and not self.backlog:
+            self._shutdown()
 
     def _to_splice(self) -> None:
         try:
             self.pr, self.pw = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return  # out of descriptors: stay in copy mode
-
-    def _wait_writable(self) -> None:
-        self._read(False)
-        self.relay.plane.loop.add_writer(self.dst_fd, self.on_writable)
+        # splice() honours O_NONBLOCK of the sockets, not only its own flag.
+        self.src.setblocking(False)
+        self.dst.setblocking(False)
 
     def flush(self) -> bool:
         """Push what waits toward ``dst``; False when ``dst`` is full (or failed)."""
         try:
             if self.backlog:
-                m = self.dst.send(self.backlog)
+                m = self.dst.send(self.backlog, DONTWAIT)
                 self.backlog = self.backlog[m:]
                 if self.backlog:
-                    self._wait_writable()
+                    self.blocked = True
                     return False
             while self.pending:
                 m = os.splice(self.pr, self.dst_fd, self.pending, flags=SPLICE_FLAGS)
                 self.pending -= m
         except BlockingIOError:
-            self._wait_writable()
+            self.blocked = True
             return False
         except OSError as e:
             self.relay.reset(not self.inbound, e)
             return False
+        self.blocked = False
         return True
 
-    def on_writable(self) -> None:
-        self.relay.plane.loop.remove_writer(self.dst_fd)
+    def writable(self) -> None:
+        """An output edge on ``dst``: finish what waited, then read on."""
+        if not self.blocked:
+            return
         if not self.flush() or self.relay.closed:
             return
         if self.eof:
             self._shutdown()
-        elif not self.relay.paused:
-            self._read(True)
+        else:
+            self.pump()
 
     def _shutdown(self) -> None:
         if self.shut:
@@ -194,17 +227,7 @@ class Half:
         # else both ways are done and closing the sockets sends the FIN.
         self.relay.half_done()
 
-    def pause(self) -> None:
-        self._read(False)
-
-    def resume(self) -> None:
-        if not self.eof and not self.pending and not self.backlog:
-            self._read(True)
-
     def close(self) -> None:
-        self._read(False)
-        if self.pending or self.backlog:
-            self.relay.plane.loop.remove_writer(self.dst_fd)
         if self.pw >= 0:
             os.close(self.pr)
             os.close(self.pw)
@@ -217,6 +240,7 @@ class RelayHost(Protocol):
     from a relay worker)."""
 
     loop: asyncio.AbstractEventLoop
+    poller: Poller
     buffer: bytearray
     view: memoryview
     connect_timeout: float
@@ -235,12 +259,16 @@ class Relay:
     """One proxied connection: the client socket and the real server socket.
 
     ``tag`` is what the host knows the connection by (its engine entry in the
-    director, an id in a relay worker).
+    director, an id in a relay worker).  Both sockets are registered with the
+    host's poller once, right after connect(); the real server's first output
+    edge says the connection is up (or failed, with EPOLLERR).
     """
 
     __slots__ = (
         "bsock",
+        "cfd",
         "closed",
+        "connected",
         "csock",
         "deadline",
         "halves",
@@ -262,11 +290,13 @@ class Relay:
         self.plane = host
         self.tag: Any = tag
         self.csock = csock
+        self.cfd = csock.fileno()
         self.header = header
         self.bsock: socket.socket | None = None
         self.up: Half | None = None
         self.out: Half | None = None
         self.halves = 0
+        self.connected = False
         self.closed = False
         self.paused = False
         self.deadline = 0.0  # connect timeout, checked by the host's periodic sweep
@@ -275,39 +305,72 @@ class Relay:
 
     # -- connecting to the real server ----------------------------------------
     def connect(self, addr: str, port: int, family: int) -> None:
-        b = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        b.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            b = socket.socket(
+                family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+            )
+        except OSError as e:
+            self.connect_failed(e.errno or errno.EMFILE)
+            return
         self.bsock = b
+        b.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = b.connect_ex((addr, port))
-        if err == errno.EINPROGRESS:
-            # A nearby real server (loopback, same host) often completes the handshake
-            # within connect() itself: then skip the round trip through the event loop.
-            try:
-                b.getpeername()
-            except OSError:
-                self.plane.loop.add_writer(b.fileno(), self.on_connected)
-                self.deadline = time.monotonic() + self.plane.connect_timeout
-                return
-            err = 0
-        if err:
+        if err and err != errno.EINPROGRESS:
             self.connect_failed(err)
             return
-        self._connected()
+        self.up = Half(self, self.csock, b, True)
+        self.out = Half(self, b, self.csock, False)
+        self.deadline = time.monotonic() + self.plane.connect_timeout
+        poller = self.plane.poller
+        poller.add(self.cfd, self.on_client)
+        poller.add(b.fileno(), self.on_server)
 
-    def on_connected(self) -> None:
-        b = self.bsock
-        assert b is not None
-        self.plane.loop.remove_writer(b.fileno())
-        self.deadline = 0.0
-        err = b.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            self.connect_failed(err)
+    def on_client(self, ev: int) -> None:
+        up = self.up
+        if up is None or self.closed:
             return
-        self._connected()
+        if ev & _WAKE_IN:
+            up.readable = True
+            if ev & EPOLLRDHUP:
+                up.rdhup = True
+            if not self.connected and ev & (EPOLLERR | EPOLLHUP):
+                self.reset(True, None)  # the client gave up while we were connecting
+                return
+        if ev & EPOLLOUT and self.out is not None:
+            self.out.writable()
+        if self.up is not None:
+            self.up.pump()
+
+    def on_server(self, ev: int) -> None:
+        out = self.out
+        if out is None or self.closed:
+            return
+        if not self.connected:
+            if ev & (EPOLLERR | EPOLLHUP):
+                b = self.bsock
+                assert b is not None
+                err = b.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                self.connect_failed(err or errno.ECONNREFUSED)
+                return
+            if not ev & EPOLLOUT:
+                return
+            self._connected()
+            if self.closed:
+                return
+        if ev & _WAKE_IN:
+            out.readable = True
+            if ev & EPOLLRDHUP:
+                out.rdhup = True
+        if ev & EPOLLOUT and self.up is not None:
+            self.up.writable()
+        if self.out is not None:
+            self.out.pump()
 
     def _connected(self) -> None:
         b = self.bsock
-        assert b is not None
+        assert b is not None and self.up is not None
+        self.connected = True
+        self.deadline = 0.0
         self.plane.established(self)
         if self.header:
             try:
@@ -315,16 +378,12 @@ class Relay:
             except OSError as e:
                 self.reset(False, e)
                 return
-        self.up = Half(self, self.csock, b, True)
-        self.out = Half(self, b, self.csock, False)
-        self.up.start()
-        self.out.start()
+        self.up.pump()
 
     def on_connect_timeout(self) -> None:
         """Called by the host's sweep once ``deadline`` has passed."""
         self.deadline = 0.0
-        if self.bsock is not None and not self.closed:
-            self.plane.loop.remove_writer(self.bsock.fileno())
+        if not self.connected and not self.closed:
             self.connect_failed(errno.ETIMEDOUT)
 
     def connect_failed(self, err: int) -> None:
@@ -335,16 +394,16 @@ class Relay:
 
     # -- traffic ------------------------------------------------------------------
     def pause(self) -> None:
-        if not self.paused and self.up is not None and self.out is not None:
+        """Hold the connection: no reads either way until ``resume``."""
+        if not self.paused and self.up is not None:
             self.paused = True
-            self.up.pause()
-            self.out.pause()
 
     def resume(self) -> None:
         if self.paused and not self.closed and self.up is not None and self.out is not None:
             self.paused = False
-            self.up.resume()
-            self.out.resume()
+            self.up.pump()
+            if self.out is not None:
+                self.out.pump()
 
     def half_done(self) -> None:
         self.halves += 1
@@ -366,16 +425,20 @@ class Relay:
         if self.closed:
             return
         self.closed = True
-        connecting = self.deadline != 0.0
         self.deadline = 0.0
         for h in (self.up, self.out):
             if h is not None:
                 h.close()
         # Drop the relay <-> half cycle so reference counting frees them (no GC work).
         self.up = self.out = None
-        if self.bsock is not None:
-            if connecting:
-                self.plane.loop.remove_writer(self.bsock.fileno())
-            (reset_close if rst else socket.socket.close)(self.bsock)
-        (reset_close if rst else socket.socket.close)(self.csock)
+        poller = self.plane.poller
+        for sock in (self.bsock, self.csock):
+            if sock is None:
+                continue
+            if rst:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+                except OSError:
+                    pass
+            poller.close(sock)
         self.plane.relay_closed(self)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from pylvs.core.conn import Conn
 from pylvs.core.proto_tcp import TH_RST
+from pylvs.dataplane.proxy.poller import Poller
 from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay
 
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ class WorkerHost:
     def __init__(self, ctl: socket.socket, connect_timeout: float) -> None:
         self.ctl = ctl
         self.loop = asyncio.get_running_loop()
+        self.poller = Poller(self.loop)
         self.buffer = bytearray(PIPE_SIZE)
         self.view = memoryview(self.buffer)
         self.connect_timeout = connect_timeout
@@ -323,6 +325,7 @@ async def worker_main(fd: int, connect_timeout: float) -> None:
     for relay in list(host.relays.values()):
         relay.abort()
     host.flush()
+    host.poller.stop()
     ctl.close()
 
 
