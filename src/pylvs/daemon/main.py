@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="proxy data plane: relay processes (default 1: everything in one process)",
     )
     p.add_argument(
+        "--interface",
+        action="append",
+        metavar="IF",
+        help="packet data plane: an interface to forward on (repeat for more)",
+    )
+    p.add_argument(
         "--connect-timeout",
         type=float,
         default=5.0,
@@ -198,7 +204,9 @@ def make_dataplane(name: str, args: argparse.Namespace) -> DataPlane:
         from pylvs.dataplane.proxy.plane import ProxyDataPlane
 
         return ProxyDataPlane(args)
-    raise StartupError(f"the {name} data plane is not built yet; run with --dataplane none")
+    from pylvs.dataplane.packet.plane import PacketDataPlane
+
+    return PacketDataPlane(args)
 
 
 # -- the daemon -----------------------------------------------------------------------------
@@ -250,7 +258,16 @@ class Daemon:
             http_runner = web.AppRunner(app, access_log=None)
             await http_runner.setup()
             await web.TCPSite(http_runner, host.strip("[]") or None, int(port)).start()
-        await self.dataplane.start(self.engine)
+        try:
+            await self.dataplane.start(self.engine)
+        except (OSError, RuntimeError) as e:
+            await self.dataplane.stop()
+            await runner.cleanup()
+            if http_runner is not None:
+                await http_runner.cleanup()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+            raise StartupError(f"{self.dataplane.name} data plane: {e}") from None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -338,6 +355,13 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             p.error(f"--http wants ADDR:PORT, got {args.http!r}")
     if args.workers > 1 and args.dataplane != "proxy":
         p.error("--workers is for the proxy data plane")
+    if args.dataplane == "packet":
+        if not args.interface:
+            p.error("--dataplane packet needs at least one --interface")
+        if os.geteuid() != 0:
+            p.error("--dataplane packet needs root (raw sockets, nftables)")
+    elif args.interface:
+        p.error("--interface is for the packet data plane")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,263 @@
+"""The packet data plane: LVS proper on raw frames (root).
+
+``pylvsd --dataplane packet --interface IF [--interface IF2 ...]`` reads the
+frames of the given interfaces with AF_PACKET, asks the engine about every
+packet that concerns a virtual service or one of its connections, and
+transmits per real server forwarding method (ip_vs_xmit.c):
+
+- NAT (-m): destination rewritten to RIP:rport; replies from the real
+  server (it routes through the director) rewritten back to VIP:vport;
+- DR (-g): only the Ethernet destination changes, to the real server's MAC;
+- TUN (-i): IPIP (or GUE) encapsulation, outer source the director's
+  address toward the real server; packets that no longer fit get ICMP
+  fragmentation-needed back (pmtu_disc);
+- FULLNAT (--fullnat): source rewritten to a local address and port of the
+  service's pool, destination to RIP:rport, the client's address in a TOA
+  option; replies mapped back.
+
+The connection table follows the packets (xmit.py for the rewriting): NAT
+and FULLNAT see both directions and run the full TCP state table; DR and
+TUN see only the client's side (the INPUT_ONLY table), as the kernel does.
+
+What the director's own stack must not do (answer the VIP, forward NAT
+replies un-rewritten, reset FULLNAT replies) is kept off with an nftables
+table installed on start and removed on clean shutdown (nft.py).  Firewall-
+mark services are refused: marks are set by netfilter after the packet tap
+this data plane reads from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from collections import Counter
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import ClassVar
+
+from pylvs.core.conn import Conn, conn_key
+from pylvs.core.engine import DROP, NO_DEST, Engine
+from pylvs.core.model import Fwd, Proto
+from pylvs.daemon.ctl import Policy
+from pylvs.dataplane.base import DataPlane
+from pylvs.dataplane.packet import netinfo, nft
+from pylvs.dataplane.packet.afpacket import Port, open_port
+from pylvs.dataplane.packet.neigh import Neighbours
+from pylvs.dataplane.packet.xmit import Xmit
+from pylvs.wire import arp
+from pylvs.wire.packet import IPPROTO_ICMP, parse
+
+log = logging.getLogger("pylvsd.packet")
+
+HEADROOM = 64  # room to prepend tunnel headers in place
+BUFSIZE = 1 << 17  # a GSO super-packet (64 KiB) plus headers
+BUDGET = 256  # frames per interface per wakeup
+REFRESH = 5.0  # seconds between re-reads of routes and neighbours
+Address = IPv4Address | IPv6Address
+L4 = (Proto.TCP, Proto.UDP, Proto.SCTP)
+
+
+class PacketDataPlane(DataPlane):
+    name: ClassVar[str] = "packet"
+    policy: ClassVar[Policy] = Policy(default_fwd=Fwd.DROUTE)
+
+    def __init__(self, args: argparse.Namespace | None = None) -> None:
+        self.ifnames: list[str] = list(getattr(args, "interface", None) or [])
+        self.ports: dict[str, Port] = {}
+        self.by_fd: dict[int, Port] = {}
+        self.counters: Counter[str] = Counter()
+        self.buf = bytearray(HEADROOM + BUFSIZE)
+        self.view = memoryview(self.buf)
+        self.rx = self.view[HEADROOM:]
+        self.addrs: dict[bytes, Address] = {}
+        self.vips: set[bytes] = set()
+        self.local4: set[bytes] = set()
+        self.routes = netinfo.Routes()
+        self.neigh = Neighbours(self.send_frame)
+        self.refreshed = 0.0
+        self.nft_text = ""
+        self.started = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self, engine: Engine) -> None:
+        self.engine = engine
+        self.loop = asyncio.get_running_loop()
+        if not self.ifnames:
+            raise RuntimeError("the packet data plane needs --interface")
+        links = netinfo.links()
+        for name in self.ifnames:
+            link = links.get(name)
+            if link is None:
+                raise RuntimeError(f"no interface {name!r}")
+            port = open_port(name, link.index, link.mac, link.mtu, link.addrs4)
+            self.ports[name] = port
+            self.by_fd[port.fd] = port
+        self.local4 = {a for link in links.values() for a in link.addrs4}
+        self.xmit = Xmit(self)
+        self.refresh(time.monotonic())
+        self.started = True
+        self.table_changed()
+        for port in self.ports.values():
+            self.loop.add_reader(port.fd, self.on_readable, port)
+        log.info("packet data plane on %s", ", ".join(self.ports))
+
+    async def stop(self) -> None:
+        for port in self.ports.values():
+            self.loop.remove_reader(port.fd)
+            port.sock.close()
+        self.ports.clear()
+        if self.started:
+            nft.remove()
+
+    def refresh(self, now: float) -> None:
+        self.refreshed = now
+        self.routes.load()
+        self.neigh.load()
+        links = netinfo.links()
+        self.local4 = {a for link in links.values() for a in link.addrs4}
+        for name, port in self.ports.items():
+            if name in links:
+                port.addrs4 = links[name].addrs4
+                port.mtu = links[name].mtu
+
+    # -- rules -----------------------------------------------------------------------
+    def table_changed(self) -> None:
+        if not self.started:
+            return
+        vips: list[tuple[str, int, int]] = []
+        nat_rs: list[tuple[str, int, int]] = []
+        laddrs: list[str] = []
+        self.vips = set()
+        for svc in self.engine.table:
+            if svc.fwmark or svc.addr is None:
+                log.warning("%r: firewall-mark services are not served by the packet plane", svc)
+                continue
+            vips.append((str(svc.addr), svc.protocol, svc.port))
+            self.vips.add(svc.addr.packed)
+            laddrs += [str(a) for a in svc.laddrs]
+            for d in svc.destinations:
+                if d.fwd_method in (Fwd.MASQ, Fwd.FULLNAT):
+                    nat_rs.append((str(d.addr), svc.protocol, d.port or svc.port))
+        text = nft.ruleset(vips, nat_rs, laddrs)
+        if text != self.nft_text:
+            nft.apply(text)
+            self.nft_text = text
+        self.xmit.dests.clear()
+
+    # -- receive ---------------------------------------------------------------------
+    def on_readable(self, port: Port) -> None:
+        recv = port.sock.recv_into
+        rx = self.rx
+        now = time.monotonic()
+        for _ in range(BUDGET):
+            try:
+                n = recv(rx)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self.counters[f"rx_error_{e.errno}"] += 1
+                return
+            self.counters["rx"] += 1
+            try:
+                self.frame(port, n, now)
+            except Exception:
+                self.counters["exception"] += 1
+                log.exception("frame on %s", port.name)
+
+    def addr(self, packed: bytes) -> Address:
+        a = self.addrs.get(packed)
+        if a is None:
+            if len(self.addrs) > 65536:
+                self.addrs.clear()
+            a = self.addrs[packed] = ip_address(packed)
+        return a
+
+    def frame(self, port: Port, n: int, now: float) -> None:
+        buf = self.buf
+        off = HEADROOM
+        if n < 10:
+            self.counters["drop_short_vnet"] += 1
+            return
+        start = off + 10
+        pkt = parse(buf, start, off + n, bool(buf[off] & 1))
+        if isinstance(pkt, str):
+            if pkt == "arp":
+                self.on_arp(port, start, off + n)
+            else:
+                self.counters[f"drop_{pkt}"] += 1
+            return
+        proto = pkt.proto
+        if proto == IPPROTO_ICMP:
+            self.xmit.icmp(port, pkt, now)
+            return
+        if proto not in L4 or pkt.fragoff:
+            return
+        key = conn_key(proto, pkt.saddr, pkt.daddr, pkt.sport, pkt.dport)
+        engine = self.engine
+        cp = engine.conns.out.get(key)
+        if cp is not None:
+            self.xmit.reply(port, pkt, cp, now, buf[off + 1], buf[off + 4] | buf[off + 5] << 8)
+            return
+        if pkt.daddr not in self.vips:
+            return
+        r = engine.packet_in(
+            proto,
+            self.addr(pkt.saddr),
+            pkt.sport,
+            self.addr(pkt.daddr),
+            pkt.dport,
+            now,
+            flags=pkt.tcp_flags,
+            size=pkt.end - pkt.l3,
+            key=key,
+        )
+        if isinstance(r, Conn):
+            self.xmit.forward(port, pkt, r, now, buf[off + 1], buf[off + 4] | buf[off + 5] << 8)
+        elif r == NO_DEST:
+            self.counters["no_dest"] += 1
+            self.xmit.unreachable(port, pkt, now)
+        elif r == DROP:
+            self.counters["drop_no_dest_conn"] += 1
+
+    def on_arp(self, port: Port, start: int, end: int) -> None:
+        a = arp.parse_arp(self.view[start:end])
+        if isinstance(a, str):
+            self.counters[f"drop_arp_{a}"] += 1
+            return
+        for frame in self.neigh.learn(port.name, a.spa, a.sha):
+            self.send_raw(port, frame)
+        if a.op == arp.ARPOP_REQUEST and a.tpa in self.vips and a.tpa not in self.local4:
+            # A VIP routed to the director but not configured on it: answer for it.
+            self.send_frame(port.name, arp.answer(a, port.mac))
+
+    # -- transmit --------------------------------------------------------------------
+    def send_frame(self, dev: str, frame: bytes) -> None:
+        """Send an Ethernet frame we built (complete checksums) out of ``dev``."""
+        port = self.ports.get(dev)
+        if port is not None:
+            self.send_raw(port, bytes(10) + frame)
+
+    def send_raw(self, port: Port, data: bytes | bytearray | memoryview) -> None:
+        try:
+            port.sock.send(data)
+            self.counters["tx"] += 1
+        except BlockingIOError:
+            self.counters["tx_full"] += 1
+        except OSError as e:
+            self.counters[f"tx_error_{e.errno}"] += 1
+
+    # -- timers ----------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        if now - self.refreshed >= REFRESH:
+            try:
+                self.refresh(now)
+            except Exception as e:  # a failing `ip` must not stop forwarding
+                log.warning("refreshing routes and neighbours: %s", e)
+                self.refreshed = now
+        dropped = self.neigh.forget_unanswered(now)
+        if dropped:
+            self.counters["drop_neigh_unresolved"] += dropped
+
+    def counter_values(self) -> dict[str, int]:
+        return dict(self.counters)
