@@ -36,6 +36,7 @@ STATUS = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
 INFO: web.AppKey[dict[str, Any]] = web.AppKey("info", dict)
+COUNTERS: web.AppKey[Callable[[], dict[str, int]]] = web.AppKey("counters")
 WRITABLE: web.AppKey[bool] = web.AppKey("writable", bool)
 
 
@@ -83,6 +84,12 @@ def _writable(request: web.Request) -> None:
 
 async def get_info(request: web.Request) -> web.Response:
     return _json(request.app[INFO])
+
+
+async def get_dataplane(request: web.Request) -> web.Response:
+    """The data plane's own counters (drops by reason, frames, relays...)."""
+    counters = request.app[COUNTERS]()
+    return _json({"name": request.app[INFO].get("dataplane"), "counters": counters})
 
 
 async def get_openapi(request: web.Request) -> web.Response:
@@ -262,13 +269,20 @@ async def batch(request: web.Request) -> web.Response:
     return _json({"applied": len(ops)})
 
 
-def make_app(control: Control, info: dict[str, Any], writable: bool = True) -> web.Application:
+def make_app(
+    control: Control,
+    info: dict[str, Any],
+    writable: bool = True,
+    counters: Callable[[], dict[str, int]] | None = None,
+) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=16 * 1024 * 1024)
     app[CONTROL] = control
     app[INFO] = info
     app[WRITABLE] = writable
+    app[COUNTERS] = counters or dict
     r = app.router
     r.add_get("/v1/info", get_info)
+    r.add_get("/v1/dataplane", get_dataplane)
     r.add_get("/v1/openapi.json", get_openapi)
     r.add_get("/v1/services", list_services)
     r.add_post("/v1/services", add_service)

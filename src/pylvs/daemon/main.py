@@ -248,13 +248,21 @@ class Daemon:
             load_rules(self.args.rules, self.control)
             log.info("restored %d services from %s", len(self.engine.table), self.args.rules)
         self._sock = bind_control_socket(self.socket_path)
-        runner = web.AppRunner(make_app(self.control, self.info()), access_log=None)
+        runner = web.AppRunner(
+            make_app(self.control, self.info(), counters=self.dataplane.counter_values),
+            access_log=None,
+        )
         await runner.setup()
         await web.SockSite(runner, self._sock).start()
         http_runner = None
         if self.args.http:
             host, _, port = self.args.http.rpartition(":")
-            app = make_app(self.control, self.info(), writable=self.args.http_writable)
+            app = make_app(
+                self.control,
+                self.info(),
+                writable=self.args.http_writable,
+                counters=self.dataplane.counter_values,
+            )
             http_runner = web.AppRunner(app, access_log=None)
             await http_runner.setup()
             await web.TCPSite(http_runner, host.strip("[]") or None, int(port)).start()

@@ -258,6 +258,9 @@ def document(version: str) -> dict[str, Any]:
     no_content = {"204": _resp(None, "done")}
     paths = {
         "/v1/info": {"get": _op("daemon information", {"200": _resp({"type": "object"})})},
+        "/v1/dataplane": {
+            "get": _op("the data plane's counters", {"200": _resp({"type": "object"})})
+        },
         "/v1/openapi.json": {"get": _op("this document", {"200": _resp({"type": "object"})})},
         "/v1/services": {
             "get": _op("list virtual services", {"200": _resp(arr("Service"))}),

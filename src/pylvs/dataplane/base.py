@@ -34,5 +34,9 @@ class DataPlane:
         """The engine's timers removed these entries (idle timeout, closed flows)."""
         return None
 
+    def counter_values(self) -> dict[str, int]:
+        """The data plane's own counters, by name (GET /v1/dataplane)."""
+        return {}
+
     async def stop(self) -> None:
         return None

@@ -191,7 +191,12 @@ class PacketDataPlane(DataPlane):
         if proto == IPPROTO_ICMP:
             self.xmit.icmp(port, pkt, now)
             return
-        if proto not in L4 or pkt.fragoff:
+        if proto not in L4:
+            return
+        if pkt.frag:
+            if pkt.daddr in self.vips:
+                # IPVS reassembles first; this data plane does not (documented).
+                self.counters["drop_fragment"] += 1
             return
         key = conn_key(proto, pkt.saddr, pkt.daddr, pkt.sport, pkt.dport)
         engine = self.engine

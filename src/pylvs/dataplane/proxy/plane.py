@@ -323,6 +323,9 @@ class ProxyDataPlane(DataPlane):
                 if isinstance(lst, TcpListener):
                     lst.start()
 
+    def counter_values(self) -> dict[str, int]:
+        return {**self.counters, "relays": len(self.relays)}
+
     # -- timers ------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         """Report counts, run connect timeouts (every daemon tick, 0.5 s)."""

@@ -336,10 +336,11 @@ class Relay:
             if not self.connected and ev & (EPOLLERR | EPOLLHUP):
                 self.reset(True, None)  # the client gave up while we were connecting
                 return
-        if ev & EPOLLOUT and self.out is not None:
-            self.out.writable()
-        if self.up is not None:
-            self.up.pump()
+        out = self.out
+        if ev & EPOLLOUT and out is not None and out.blocked:
+            out.writable()
+        if up.readable and self.up is not None:
+            up.pump()
 
     def on_server(self, ev: int) -> None:
         out = self.out
@@ -361,10 +362,11 @@ class Relay:
             out.readable = True
             if ev & EPOLLRDHUP:
                 out.rdhup = True
-        if ev & EPOLLOUT and self.up is not None:
-            self.up.writable()
-        if self.out is not None:
-            self.out.pump()
+        up = self.up
+        if ev & EPOLLOUT and up is not None and up.blocked:
+            up.writable()
+        if out.readable and self.out is not None:
+            out.pump()
 
     def _connected(self) -> None:
         b = self.bsock
