@@ -11,7 +11,9 @@ frames the data plane forwards:
   client: with ip_forward on, the kernel would route them on un-rewritten;
   replies to the director's own addresses (health checks) are left alone;
 - FULLNAT replies to a local address of the pool: no socket owns them, the
-  kernel would reset them.
+  kernel would reset them;
+- ICMP errors from a NAT real server to a client: the data plane rewrites
+  and forwards them (ip_vs_out_icmp), the kernel would forward them raw.
 
 One table, ``inet pylvs``, in the prerouting hook at raw priority (before
 connection tracking), replaced atomically on every rule change and deleted
@@ -38,6 +40,7 @@ def ruleset(vips: Iterable[Triple], nat_rs: Iterable[Triple], laddrs: Iterable[s
     v6 = [t for t in vips if ":" in t[0]]
     r4 = [t for t in nat_rs if ":" not in t[0]]
     r6 = [t for t in nat_rs if ":" in t[0]]
+    a4 = sorted({t[0] for t in r4})
     l4 = sorted({a for a in laddrs if ":" not in a})
     l6 = sorted({a for a in laddrs if ":" in a})
 
@@ -62,6 +65,7 @@ def ruleset(vips: Iterable[Triple], nat_rs: Iterable[Triple], laddrs: Iterable[s
         + tset("rs4", "ipv4_addr", r4)
         + tset("rs6", "ipv6_addr", r6)
         + aset("laddr4", "ipv4_addr", l4)
+        + aset("rsaddr4", "ipv4_addr", a4)
         + aset("laddr6", "ipv6_addr", l6)
         + "  chain pre {\n"
         "    type filter hook prerouting priority raw; policy accept;\n"
@@ -71,6 +75,8 @@ def ruleset(vips: Iterable[Triple], nat_rs: Iterable[Triple], laddrs: Iterable[s
         "    ip6 daddr @laddr6 ip6 saddr . meta l4proto . th sport @rs6 drop\n"
         "    ip saddr . meta l4proto . th sport @rs4 fib daddr type != local drop\n"
         "    ip6 saddr . meta l4proto . th sport @rs6 fib daddr type != local drop\n"
+        "    ip saddr @rsaddr4 icmp type { destination-unreachable, source-quench,"
+        " time-exceeded } fib daddr type != local drop\n"
         "  }\n"
         "}\n"
     )
