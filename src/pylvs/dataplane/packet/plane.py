@@ -78,6 +78,7 @@ class PacketDataPlane(DataPlane):
         self.refreshed = 0.0
         self.nft_text = ""
         self.started = False
+        self.warned: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, engine: Engine) -> None:
@@ -131,7 +132,10 @@ class PacketDataPlane(DataPlane):
         self.vips = set()
         for svc in self.engine.table:
             if svc.fwmark or svc.addr is None:
-                log.warning("%r: firewall-mark services are not served by the packet plane", svc)
+                self._warn(f"{svc!r}: firewall-mark services are not served by the packet plane")
+                continue
+            if svc.addr.version != 4:
+                self._warn(f"{svc!r}: IPv6 is not forwarded by the packet plane yet")
                 continue
             vips.append((str(svc.addr), svc.protocol, svc.port))
             self.vips.add(svc.addr.packed)
@@ -144,6 +148,11 @@ class PacketDataPlane(DataPlane):
             nft.apply(text)
             self.nft_text = text
         self.xmit.dests.clear()
+
+    def _warn(self, msg: str) -> None:
+        if msg not in self.warned:
+            self.warned.add(msg)
+            log.warning("%s", msg)
 
     # -- receive ---------------------------------------------------------------------
     def on_readable(self, port: Port) -> None:
