@@ -20,7 +20,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from pylvs.core.conn import Conn, conn_key
-from pylvs.core.model import Dest, Fwd, TunType
+from pylvs.core.model import TUN_F_CSUM, TUN_F_REMCSUM, Dest, Fwd, TunType
 from pylvs.core.proto_tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN
 from pylvs.dataplane.packet import gso
 from pylvs.dataplane.packet.afpacket import Port
@@ -40,6 +40,17 @@ CSUM_OFFSET = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
 LPORT_MIN, LPORT_MAX = 1024, 65535
 GUE_HLEN = 8 + 4  # UDP + GUE base header
 _NO_VNET = bytes(VNET_HLEN)
+
+
+def tunnel_hlen(dest: Dest) -> int:
+    """Bytes a tunnel adds after the outer IPv4 header (GUE: UDP + GUE; GRE: 4, or 8
+    with its checksum; IPIP: none).  remcsum is sent as a plain checksum."""
+    csum_flag = dest.tun_flags & (TUN_F_CSUM | TUN_F_REMCSUM)
+    if dest.tun_type == TunType.GUE:
+        return GUE_HLEN
+    if dest.tun_type == TunType.GRE:
+        return gue.gre_hlen(bool(csum_flag))
+    return 0
 
 
 class Fnat:
@@ -186,8 +197,7 @@ class Xmit:
         if src is None or pkt.af != 4:
             self.counters["drop_tunnel_source"] += 1
             return
-        is_gue = dest.tun_type == TunType.GUE
-        ohl = 20 + (GUE_HLEN if is_gue else 0)
+        ohl = 20 + tunnel_hlen(dest)
         room = out.mtu - ohl
         df = bool(pkt.buf[pkt.l3 + 6] & 0x40)
         if gso_type:
@@ -210,8 +220,13 @@ class Xmit:
             # skb stays CHECKSUM_PARTIAL up to the real server's raw socket).
             nat.complete_csum(pkt)
         o = pkt.l3 - ohl
-        if is_gue:
-            gue.encap_gue_into(self.buf, o, inner_len, src, rip, dport=dest.tun_port)
+        csum_flag = bool(dest.tun_flags & (TUN_F_CSUM | TUN_F_REMCSUM))
+        if dest.tun_type == TunType.GUE:
+            gue.encap_gue_into(
+                self.buf, o, inner_len, src, rip, dport=dest.tun_port, csum_flag=csum_flag
+            )
+        elif dest.tun_type == TunType.GRE:
+            gue.encap_gre_into(self.buf, o, inner_len, src, rip, csum_flag=csum_flag)
         else:
             ipip.encap_into(self.buf, o, inner_len, src, rip)
         e = o - ETH_HLEN
@@ -229,8 +244,11 @@ class Xmit:
         now: float,
     ) -> None:
         """One segment of a cut super-packet into the tunnel."""
+        csum_flag = bool(dest.tun_flags & (TUN_F_CSUM | TUN_F_REMCSUM))
         if dest.tun_type == TunType.GUE:
-            outer = gue.encap_gue(seg, src, rip, dport=dest.tun_port)
+            outer = gue.encap_gue(seg, src, rip, dport=dest.tun_port, csum_flag=csum_flag)
+        elif dest.tun_type == TunType.GRE:
+            outer = gue.encap_gre(seg, src, rip, csum_flag=csum_flag)
         else:
             outer = ipip.encap(seg, src, rip)
         frame = bytearray(_NO_VNET)
