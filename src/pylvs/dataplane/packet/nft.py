@@ -6,7 +6,8 @@ frames the data plane forwards:
 
 - packets to a virtual service (VIP, protocol, port): with the VIP
   configured on the director, as the seeds do, the kernel would answer a
-  SYN with a RST;
+  SYN with a RST; after a service is deleted, the packets of its live
+  connections (dropped by the data plane, as IPVS drops them) one by one;
 - NAT replies from a real server (RIP, protocol, port) on their way to a
   client: with ip_forward on, the kernel would route them on un-rewritten;
   replies to the director's own addresses (health checks) are left alone;
@@ -35,7 +36,14 @@ def _elements(items: Iterable[Triple]) -> str:
     return ", ".join(f"{a} . {PROTO[p]} . {port}" for a, p, port in sorted(set(items)))
 
 
-def ruleset(vips: Iterable[Triple], nat_rs: Iterable[Triple], laddrs: Iterable[str]) -> str:
+def ruleset(
+    vips: Iterable[Triple],
+    nat_rs: Iterable[Triple],
+    laddrs: Iterable[str],
+    flows: Iterable[tuple[str, int, str, int]] = (),
+) -> str:
+    """The table's text; ``flows`` are (client, port, VIP, port) of live connections
+    whose service is gone (shielded one by one)."""
     v4 = [t for t in vips if ":" not in t[0]]
     v6 = [t for t in vips if ":" in t[0]]
     r4 = [t for t in nat_rs if ":" not in t[0]]
@@ -66,10 +74,16 @@ def ruleset(vips: Iterable[Triple], nat_rs: Iterable[Triple], laddrs: Iterable[s
         + tset("rs6", "ipv6_addr", r6)
         + aset("laddr4", "ipv4_addr", l4)
         + aset("rsaddr4", "ipv4_addr", a4)
+        + aset(
+            "flow4",
+            "ipv4_addr . inet_service . ipv4_addr . inet_service",
+            [f"{c} . {cp} . {v} . {vp}" for c, cp, v, vp in sorted(set(flows))],
+        )
         + aset("laddr6", "ipv6_addr", l6)
         + "  chain pre {\n"
         "    type filter hook prerouting priority raw; policy accept;\n"
         "    ip daddr . meta l4proto . th dport @vip4 drop\n"
+        "    ip saddr . th sport . ip daddr . th dport @flow4 drop\n"
         "    ip6 daddr . meta l4proto . th dport @vip6 drop\n"
         "    ip daddr @laddr4 ip saddr . meta l4proto . th sport @rs4 drop\n"
         "    ip6 daddr @laddr6 ip6 saddr . meta l4proto . th sport @rs6 drop\n"

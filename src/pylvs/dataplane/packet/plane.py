@@ -31,12 +31,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import struct
 import time
 from collections import Counter
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import ClassVar
 
-from pylvs.core.conn import Conn, conn_key
+from pylvs.core.conn import F_FWD_MASK, F_ONE_PACKET, Conn, conn_key
 from pylvs.core.engine import DROP, NO_DEST, Engine
 from pylvs.core.model import Fwd, Proto
 from pylvs.daemon.ctl import Policy
@@ -44,7 +45,7 @@ from pylvs.dataplane.base import DataPlane
 from pylvs.dataplane.packet import netinfo, nft
 from pylvs.dataplane.packet.afpacket import Port, open_port
 from pylvs.dataplane.packet.neigh import Neighbours
-from pylvs.dataplane.packet.xmit import Xmit
+from pylvs.dataplane.packet.xmit import Fnat, Xmit
 from pylvs.wire import arp
 from pylvs.wire.packet import IPPROTO_ICMP, parse
 
@@ -56,6 +57,8 @@ BUDGET = 256  # frames per interface per wakeup
 REFRESH = 5.0  # seconds between re-reads of routes and neighbours
 Address = IPv4Address | IPv6Address
 L4 = (Proto.TCP, Proto.UDP, Proto.SCTP)
+_K4 = struct.Struct("!B4s4sHH")  # an IPv4 connection key (conn.conn_key)
+Elem = tuple[str, bytes, int, int]  # ("v"ip | "r"eal server | "l"ocal address, addr, proto, port)
 
 
 class PacketDataPlane(DataPlane):
@@ -77,6 +80,9 @@ class PacketDataPlane(DataPlane):
         self.neigh = Neighbours(self.send_frame)
         self.refreshed = 0.0
         self.nft_text = ""
+        self.nft_dirty = False
+        self.held: Counter[Elem] = Counter()
+        self.conn_elems: dict[Conn, tuple[Elem, ...]] = {}
         self.started = False
         self.warned: set[str] = set()
 
@@ -126,10 +132,28 @@ class PacketDataPlane(DataPlane):
     def table_changed(self) -> None:
         if not self.started:
             return
+        self.apply_nft()
+        self.xmit.dests.clear()
+
+    def apply_nft(self) -> None:
+        """The nftables sets: what the rules name, plus what live connections still
+        use (a deleted real server's or service's connections are dropped by
+        the data plane, as the kernel drops them; the director's stack must
+        not answer or forward them meanwhile)."""
+        self.nft_dirty = False
         vips: list[tuple[str, int, int]] = []
         nat_rs: list[tuple[str, int, int]] = []
         laddrs: list[str] = []
         self.vips = set()
+        held_vips: set[Elem] = set()
+        for e in self.held:
+            kind, a, proto, port = e
+            if kind == "v":
+                held_vips.add(e)
+            elif kind == "r":
+                nat_rs.append((str(self.addr(a)), proto, port))
+            else:
+                laddrs.append(str(self.addr(a)))
         for svc in self.engine.table:
             if svc.fwmark or svc.addr is None:
                 self._warn(f"{svc!r}: firewall-mark services are not served by the packet plane")
@@ -143,11 +167,35 @@ class PacketDataPlane(DataPlane):
             for d in svc.destinations:
                 if d.fwd_method in (Fwd.MASQ, Fwd.FULLNAT):
                     nat_rs.append((str(d.addr), svc.protocol, d.port or svc.port))
-        text = nft.ruleset(vips, nat_rs, laddrs)
+        # Connections of a deleted service: shield exactly them (a new connection
+        # to that address:port is the stack's business again, as in the kernel).
+        orphans = held_vips - {("v", self.addr_packed(a), p, port) for a, p, port in vips}
+        flows: list[tuple[str, int, str, int]] = []
+        if orphans:
+            for cp, elems in self.conn_elems.items():
+                if elems[0] in orphans and len(cp.key) == 13:
+                    _, caddr, vaddr, cport, vport = _K4.unpack(cp.key)
+                    flows.append((str(self.addr(caddr)), cport, str(self.addr(vaddr)), vport))
+            self.vips |= {e[1] for e in orphans}
+        text = nft.ruleset(vips, nat_rs, laddrs, flows)
         if text != self.nft_text:
             nft.apply(text)
             self.nft_text = text
-        self.xmit.dests.clear()
+
+    def hold(self, cp: Conn, vaddr: bytes, proto: int, vport: int) -> None:
+        """A new connection: count the nftables elements it relies on."""
+        elems: list[Elem] = [("v", vaddr, proto, vport)]
+        fwd = cp.flags & F_FWD_MASK
+        if fwd in (Fwd.MASQ, Fwd.FULLNAT) and cp.dest is not None:
+            elems.append(("r", self.xmit.rip(cp.dest), proto, cp.dport))
+            f = cp.extra
+            if isinstance(f, Fnat):
+                elems.append(("l", f.lip, 0, 0))
+        t = tuple(elems)
+        self.conn_elems[cp] = t
+        held = self.held
+        for e in t:
+            held[e] += 1
 
     def _warn(self, msg: str) -> None:
         if msg not in self.warned:
@@ -173,6 +221,10 @@ class PacketDataPlane(DataPlane):
             except Exception:
                 self.counters["exception"] += 1
                 log.exception("frame on %s", port.name)
+
+    @staticmethod
+    def addr_packed(text: str) -> bytes:
+        return ip_address(text).packed
 
     def addr(self, packed: bytes) -> Address:
         a = self.addrs.get(packed)
@@ -227,7 +279,11 @@ class PacketDataPlane(DataPlane):
             key=key,
         )
         if isinstance(r, Conn):
+            new = r.in_pkts == 1 and not r.flags & F_ONE_PACKET
+            vaddr, vport = pkt.daddr, pkt.dport
             self.xmit.forward(port, pkt, r, now, buf[off + 1], buf[off + 4] | buf[off + 5] << 8)
+            if new:
+                self.hold(r, vaddr, proto, vport)
         elif r == NO_DEST:
             self.counters["no_dest"] += 1
             self.xmit.unreachable(port, pkt, now)
@@ -269,9 +325,28 @@ class PacketDataPlane(DataPlane):
             except Exception as e:  # a failing `ip` must not stop forwarding
                 log.warning("refreshing routes and neighbours: %s", e)
                 self.refreshed = now
+        if self.nft_dirty:
+            try:
+                self.apply_nft()
+            except RuntimeError as e:
+                log.warning("%s", e)
         dropped = self.neigh.forget_unanswered(now)
         if dropped:
             self.counters["drop_neigh_unresolved"] += dropped
+
+    def expired(self, conns: list[Conn]) -> None:
+        held = self.held
+        for c in conns:
+            t = self.conn_elems.pop(c, None)
+            if t is None:
+                continue
+            for e in t:
+                n = held[e] - 1
+                if n > 0:
+                    held[e] = n
+                else:
+                    del held[e]
+                    self.nft_dirty = True
 
     def counter_values(self) -> dict[str, int]:
         return dict(self.counters)
