@@ -73,6 +73,8 @@ class PacketDataPlane(DataPlane):
         self.buf = bytearray(HEADROOM + BUFSIZE)
         self.view = memoryview(self.buf)
         self.rx = self.view[HEADROOM:]
+        self.rx_start = HEADROOM + 10  # the Ethernet header, after the virtio_net_hdr
+        self.rxn = self.tx = 0
         self.addrs: dict[bytes, Address] = {}
         self.vips: set[bytes] = set()
         self.local4: set[bytes] = set()
@@ -119,6 +121,8 @@ class PacketDataPlane(DataPlane):
 
     def refresh(self, now: float) -> None:
         self.refreshed = now
+        if self.started:
+            self.xmit.l2.clear()
         self.routes.load()
         self.neigh.load()
         links = netinfo.links()
@@ -215,7 +219,7 @@ class PacketDataPlane(DataPlane):
             except OSError as e:
                 self.counters[f"rx_error_{e.errno}"] += 1
                 return
-            self.counters["rx"] += 1
+            self.rxn += 1
             try:
                 self.frame(port, n, now)
             except Exception:
@@ -295,6 +299,8 @@ class PacketDataPlane(DataPlane):
         if isinstance(a, str):
             self.counters[f"drop_arp_{a}"] += 1
             return
+        if self.neigh.get(port.name, a.spa) != a.sha:
+            self.xmit.l2.clear()
         for frame in self.neigh.learn(port.name, a.spa, a.sha):
             self.send_raw(port, frame)
         if a.op == arp.ARPOP_REQUEST and a.tpa in self.vips and a.tpa not in self.local4:
@@ -311,7 +317,7 @@ class PacketDataPlane(DataPlane):
     def send_raw(self, port: Port, data: bytes | bytearray | memoryview) -> None:
         try:
             port.sock.send(data)
-            self.counters["tx"] += 1
+            self.tx += 1
         except BlockingIOError:
             self.counters["tx_full"] += 1
         except OSError as e:
@@ -349,4 +355,4 @@ class PacketDataPlane(DataPlane):
                     self.nft_dirty = True
 
     def counter_values(self) -> dict[str, int]:
-        return dict(self.counters)
+        return {**self.counters, "rx": self.rxn, "tx": self.tx}

@@ -26,7 +26,7 @@ from pylvs.dataplane.packet import gso
 from pylvs.dataplane.packet.afpacket import Port
 from pylvs.dataplane.packet.netinfo import NextHop
 from pylvs.wire import gue, icmp, ipip, nat, toa, vnet
-from pylvs.wire.packet import IPPROTO_TCP, IPPROTO_UDP, Pkt
+from pylvs.wire.packet import IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Pkt
 
 if TYPE_CHECKING:
     from pylvs.dataplane.packet.plane import PacketDataPlane
@@ -72,6 +72,8 @@ class Xmit:
         self.counters = plane.counters
         self.engine = plane.engine
         self.dests: dict[Dest, bytes] = {}
+        self.l2: dict[bytes, tuple[Port, bytes]] = {}  # next-hop cache (see resolve)
+        self.rx_start = plane.rx_start  # where received frames start in the buffer
         self.lrr = 0
         self.rnd = random.Random()
 
@@ -126,6 +128,8 @@ class Xmit:
                 mtu = self.plane.ports[nh.dev].mtu if nh and nh.dev in self.plane.ports else 1500
                 if toa.add_toa(pkt, caddr, cport, mtu):
                     self.counters["toa_added"] += 1
+                    self.out(pkt, rip, gso_type, gso_size, now, moved=True)
+                    return
         self.out(pkt, rip, gso_type, gso_size, now)
 
     def bind_local(self, pkt: Pkt, cp: Conn, dest: Dest, rip: bytes) -> Fnat | None:
@@ -330,22 +334,66 @@ class Xmit:
         self.out(pkt, rip, 0, 0, now)
 
     # -- output -------------------------------------------------------------------------
-    def out(self, pkt: Pkt, to: bytes, gso_type: int, gso_size: int, now: float) -> None:
-        """Send ``pkt`` (rewritten in the receive buffer) toward ``to``."""
+    def out(
+        self, pkt: Pkt, to: bytes, gso_type: int, gso_size: int, now: float, moved: bool = False
+    ) -> None:
+        """Send ``pkt`` (rewritten in the receive buffer) toward ``to``.
+
+        The virtio_net_hdr received with the frame still describes it when
+        only addresses, ports and the TTL changed (the common case: sent on as
+        it came); ``moved`` says the layout changed (TOA) and a new one is made.
+        """
+        l2 = self.l2.get(to)
+        if l2 is None:
+            l2 = self.resolve(to, now)
+            if l2 is None:
+                self.pending(pkt, to, gso_type, gso_size, now)
+                return
+        port, macs = l2
+        buf = self.buf
+        if not gso_type and pkt.end - pkt.l3 > port.mtu:
+            if pkt.af == 4 and buf[pkt.l3 + 6] & 0x40:
+                self.frag_needed(pkt, port.mtu, now)
+            else:
+                self.counters["drop_too_big"] += 1
+            return
+        start = pkt.start
+        s = start - VNET_HLEN
+        if moved or pkt.proto == IPPROTO_SCTP or start != self.rx_start:
+            buf[s:start] = vnet.for_pkt(pkt, gso_type, gso_size)
+        buf[start : start + 12] = macs
+        try:
+            port.sock.send(self.view[s : pkt.end])
+            self.plane.tx += 1
+        except OSError as e:
+            self.counters[f"tx_error_{e.errno}"] += 1
+
+    def resolve(self, to: bytes, now: float) -> tuple[Port, bytes] | None:
+        """Interface and MAC header (destination, source) toward ``to``, cached until
+        routes or neighbours change; None when unknown yet (or no route: counted)."""
         plane = self.plane
         nh = plane.routes.lookup(to)
         port = plane.ports.get(nh.dev) if nh is not None else None
         if nh is None or port is None:
             self.counters["drop_no_route"] += 1
+            return None
+        mac = plane.neigh.get(port.name, nh.neighbour)
+        if mac is None:
+            return None
+        l2 = self.l2[to] = (port, mac + port.mac)
+        return l2
+
+    def pending(self, pkt: Pkt, to: bytes, gso_type: int, gso_size: int, now: float) -> None:
+        """The next hop toward ``to`` is not resolved: queue the frame and ask."""
+        nh = self.plane.routes.lookup(to)
+        port = self.plane.ports.get(nh.dev) if nh is not None else None
+        if nh is None or port is None:
             return
-        if not gso_type and pkt.end - pkt.l3 > port.mtu:
-            if pkt.af == 4 and pkt.buf[pkt.l3 + 6] & 0x40:
-                self.frag_needed(pkt, port.mtu, now)
-            else:
-                self.counters["drop_too_big"] += 1
-            return
-        hdr = vnet.for_pkt(pkt, gso_type, gso_size)
-        self.emit(nh, port, pkt.start, pkt.end, hdr, now)
+        start = pkt.start
+        frame = bytearray(vnet.for_pkt(pkt, gso_type, gso_size))
+        frame += self.view[start : pkt.end]
+        frame[VNET_HLEN + 6 : VNET_HLEN + 12] = port.mac
+        self.hold(nh, port, frame, now)
 
     def emit(self, nh: NextHop, port: Port, start: int, end: int, hdr: bytes, now: float) -> None:
         """The frame at ``buf[start:end]`` (room for the vnet header before it)."""
