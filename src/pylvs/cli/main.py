@@ -1,10 +1,10 @@
-"""``pylvs``: utilities (demo, realserver; genhash arrives with its issue)."""
+"""``pylvs``: utilities (demo, realserver, genhash)."""
 
 from __future__ import annotations
 
 import sys
 
-from pylvs.cli import demo, live_demo, realserver
+from pylvs.cli import demo, genhash, live_demo, realserver
 
 
 def _demo(argv: list[str]) -> int:
@@ -23,16 +23,17 @@ def _demo(argv: list[str]) -> int:
     return live_demo.main()
 
 
-COMMANDS = {"demo": _demo, "realserver": realserver.main}
+COMMANDS = {"demo": _demo, "realserver": realserver.main, "genhash": genhash.main}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print(
-            "usage: pylvs {demo,realserver} [options]\n\n"
+            "usage: pylvs {demo,realserver,genhash} [options]\n\n"
             "  demo        a director on loopback with demo real servers (--simulate: engine)\n"
-            "  realserver  start|stop|status --vip VIP --mode dr|tun: this host as a real server"
+            "  realserver  start|stop|status --vip VIP --mode dr|tun: this host as a real server\n"
+            "  genhash     -s SERVER -p PORT -u URL [-S]: the MD5 digest HTTP_GET/SSL_GET expect"
         )
         return 0 if args else 2
     cmd = COMMANDS.get(args[0])

@@ -51,6 +51,9 @@ class Node:
     where: Where
     words: tuple[str, ...]
     children: tuple[Node, ...] | None = None
+    # The statement's text as keepalived's handlers see it (comments removed,
+    # parameters substituted): script keywords re-split it with quotes and escapes.
+    raw: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,8 @@ class CheckerConf:
     warmup: float = 0.0
     fwmark: int | None = None
     log_all_failures: bool = False
+    alpha: bool = False  # start failed until it passes (checker, else real server, else vs)
+    bind_if: str | None = None
     options: dict[str, object] = field(default_factory=dict, hash=False, compare=True)
 
 
@@ -122,6 +127,10 @@ class SorryServerConf:
     port: int
     lvs_method: str = "NAT"
     inhibit: bool = False  # sorry_server_inhibit: kept with weight 0 instead of removed
+    tun_type: str = "ipip"
+    tun_port: int = 0
+    tun_flags: str = "nocsum"
+    weight: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,7 @@ class GroupEntry:
     count: int = 1  # addresses in the range (``10.0.0.1-10`` -> 10)
     port: int = 0
     fwmark: int | None = None
+    family: str | None = None  # fwmark entries: "inet" | "inet6" when given
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +172,7 @@ class VirtualServerConf:
     sorry_server: SorryServerConf | None = None
     delay_loop: float = 60.0
     real_servers: tuple[RealServerConf, ...] = ()
+    ip_family: str = "inet"  # inet | inet6: the family of fwmark services (resolved)
 
 
 @dataclass(frozen=True, slots=True)
