@@ -20,15 +20,19 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pylvs.core.engine import Engine
 from pylvs.core.errors import IPVSError
 from pylvs.core.table import Op, Table
-from pylvs.daemon import reload
-from pylvs.daemon.ctl import Control
+from pylvs.daemon import kconf, reload
+from pylvs.daemon.ctl import Control, Policy
 from pylvs.daemon.paths import default_socket
 from pylvs.dataplane.base import DataPlane
+
+if TYPE_CHECKING:
+    from pylvs.config.model import KeepalivedConf
+    from pylvs.daemon.health import Health
 
 log = logging.getLogger("pylvsd")
 
@@ -209,6 +213,35 @@ def make_dataplane(name: str, args: argparse.Namespace) -> DataPlane:
     return PacketDataPlane(args)
 
 
+def dataplane_policy(name: str) -> Policy:
+    if name == "proxy":
+        from pylvs.dataplane.proxy.plane import ProxyDataPlane
+
+        return ProxyDataPlane.policy
+    if name == "packet":
+        from pylvs.dataplane.packet.plane import PacketDataPlane
+
+        return PacketDataPlane.policy
+    from pylvs.dataplane.none import NoDataPlane
+
+    return NoDataPlane.policy
+
+
+def read_keepalived(path: str, policy: Policy) -> KeepalivedConf:
+    """The configuration for the daemon's start; every problem in the StartupError."""
+    from pylvs.config.model import ConfigError
+
+    try:
+        conf = kconf.read(path, policy)
+    except ConfigError as e:
+        # main() prefixes the first line with "pylvsd: "; the others get it here.
+        raise StartupError("\npylvsd: ".join(str(p) for p in e.problems)) from e
+    except OSError as e:
+        raise StartupError(f"{path}: {e.strerror}") from e
+    kconf.warn(conf)
+    return conf
+
+
 # -- the daemon -----------------------------------------------------------------------------
 
 
@@ -222,6 +255,7 @@ class Daemon:
         self.socket_path = args.socket or default_socket()
         self._stop = asyncio.Event()
         self._sock: socket.socket | None = None
+        self.health: Health | None = None
 
     def _table_changed(self) -> None:
         self.dataplane.table_changed()
@@ -247,6 +281,9 @@ class Daemon:
         if self.args.rules:
             load_rules(self.args.rules, self.control)
             log.info("restored %d services from %s", len(self.engine.table), self.args.rules)
+        kconf_ = None
+        if self.args.config:
+            kconf_ = read_keepalived(self.args.config, self.dataplane.policy)
         self._sock = bind_control_socket(self.socket_path)
         runner = web.AppRunner(
             make_app(self.control, self.info(), counters=self.dataplane.counter_values),
@@ -276,6 +313,17 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
             raise StartupError(f"{self.dataplane.name} data plane: {e}") from None
+        if kconf_ is not None:
+            from pylvs.daemon.health import Health
+
+            self.health = Health(self.control)
+            self.health.load(kconf_)
+            log.info(
+                "%s: %d services, health checking %d real servers",
+                self.args.config,
+                len(self.engine.table),
+                sum(len(vs.real_servers) for vs in kconf_.virtual_servers),
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -291,6 +339,8 @@ class Daemon:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+            if self.health is not None:
+                await self.health.stop()
             await self.dataplane.stop()
             await runner.cleanup()
             if http_runner is not None:
@@ -307,6 +357,20 @@ class Daemon:
             await asyncio.sleep(TICK)
 
     def reload(self) -> None:
+        if self.args.config and self.health is not None:
+            from pylvs.config.model import ConfigError
+
+            try:
+                conf = kconf.read(self.args.config, self.dataplane.policy)
+            except (ConfigError, OSError) as e:
+                problems = e.problems if isinstance(e, ConfigError) else [e]
+                for p in problems:
+                    log.error("reload refused, nothing changed: %s", p)
+                return
+            kconf.warn(conf)
+            self.health.load(conf)
+            log.info("reloaded %s", self.args.config)
+            return
         if not self.args.rules:
             log.info("SIGHUP: no rules file to reload")
             return
@@ -324,8 +388,7 @@ def config_test(args: argparse.Namespace) -> int:
         print("pylvsd: --config-test needs --rules FILE or -f FILE", file=sys.stderr)
         return 2
     if args.config:
-        print("pylvsd: keepalived.conf support is not built yet", file=sys.stderr)
-        return 1
+        return kconf.config_test(args.config, dataplane_policy(args.dataplane))
     from pylvs.dataplane.none import NoDataPlane
 
     control = Control(Engine(), NoDataPlane.policy, time.monotonic)
@@ -363,6 +426,8 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             p.error(f"--http wants ADDR:PORT, got {args.http!r}")
     if args.workers > 1 and args.dataplane != "proxy":
         p.error("--workers is for the proxy data plane")
+    if args.config and args.rules:
+        p.error("-f and --rules are alternatives: one source of rules")
     if args.dataplane == "packet":
         if not args.interface:
             p.error("--dataplane packet needs at least one --interface")
@@ -383,9 +448,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.config_test:
         return config_test(args)
-    if args.config:
-        print("pylvsd: keepalived.conf support is not built yet", file=sys.stderr)
-        return 1
     try:
         daemon = Daemon(args)
         run(daemon.run())
