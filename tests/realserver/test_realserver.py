@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
 from tests.lab import Lab, Topology, require_root
+from tests.lab.netns import in_netns
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 VIP = "10.0.0.100"
@@ -37,6 +38,11 @@ TUN_DEV = "pylvs0a000064"  # setup.tun_device(10.0.0.100)
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_VNET_HDR = 15
+PACKET_IGNORE_OUTGOING = 23
+NEEDS_CSUM = 1
+VNET = struct.Struct("=BBHHHH")  # virtio_net_hdr: flags, gso_type, hdr_len, gso_size, start, offset
 
 # DR: the client reaches the VIP through the real server's MAC (what the director's
 # MAC rewrite does), here with a route.  Non-default values that must come back after stop.
@@ -62,6 +68,15 @@ TRIO = Topology(
     sysctls={"rs1": {"net.ipv4.conf.all.rp_filter": "1"}},
     offload=False,
     ipv6=True,
+)
+
+# The same with offloads on: a TCP/UDP checksum left partial by a sender stays partial across
+# the veths and the bridge up to the real server (the case the decapsulator must carry over).
+TRIO_OFFLOAD = Topology(
+    nodes=["client", "director", "rs1"],
+    lans={"lan": [f"client:{CIP}/24", f"director:{DIP}/24", f"rs1:{RIP}/24"]},
+    routes={"client": [f"{VIP}/32 via {DIP}"]},
+    offload=True,
 )
 
 SNAPSHOT = r"""
@@ -110,6 +125,13 @@ def pair() -> Iterator[Lab]:
 def trio() -> Iterator[Lab]:
     require_root("tcpdump", "ethtool", "curl")
     with Lab(TRIO) as lab:
+        yield lab
+
+
+@pytest.fixture
+def trio_offload() -> Iterator[Lab]:
+    require_root("tcpdump", "curl")
+    with Lab(TRIO_OFFLOAD) as lab:
         yield lab
 
 
@@ -208,6 +230,35 @@ def send_raw(lab: Lab, node: str, pkt: bytes, dst: str, *, broadcast: bool = Fal
 def ipip(inner: Any, *, tos: int = 0) -> bytes:
     """An IPIP packet from the director to the real server, as IPVS TUN sends it."""
     return bytes(IP(src=DIP, dst=RIP, proto=4, tos=tos, ttl=64) / Raw(bytes(inner)))
+
+
+def pseudo_sum(inner: bytes, proto: int) -> int:
+    """The folded (not inverted) pseudo-header sum of an IPv4 packet's transport header:
+    what a partial checksum field holds."""
+    words = inner[12:20] + struct.pack("!HH", proto, len(inner) - (inner[0] & 15) * 4)
+    s = sum(struct.unpack("!6H", words))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def make_partial(inner: bytes, proto: int) -> tuple[bytes, int]:
+    """``inner`` (IPv4 + TCP/UDP) with its checksum field as a sender with checksum offload
+    leaves it; returns it and the field's offset in the transport header."""
+    pkt = bytearray(inner)
+    field = 16 if proto == 6 else 6
+    struct.pack_into("!H", pkt, (pkt[0] & 15) * 4 + field, pseudo_sum(inner, proto))
+    return bytes(pkt), field
+
+
+def send_frame(lab: Lab, node: str, to: str, packet: bytes, vnet: bytes) -> None:
+    """Send the IP ``packet`` in an Ethernet frame from ``node`` to ``to``'s MAC on "lan" with
+    an AF_PACKET socket and the virtio_net_hdr ``vnet`` (offsets from the Ethernet header)."""
+    eth = bytes.fromhex(lab.mac(to, "lan").replace(":", "") + lab.mac(node, "lan").replace(":", ""))
+    with lab.socket(node, socket.AF_PACKET, socket.SOCK_RAW, 0) as s:
+        s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        s.bind((lab.iface(node, "lan"), 0))
+        s.send(vnet + eth + struct.pack("!H", ETH_P_IP) + packet)
 
 
 class ClientSocket:
@@ -598,30 +649,63 @@ def test_tun_ipv6_and_ipv4_vips_side_by_side(trio: Lab, statedir: str) -> None:
 
 class Encapsulator(threading.Thread):
     """Test-only stand-in for an IPVS TUN director: every frame the director receives for
-    the VIP is sent on to the real server inside an IPIP header."""
+    the VIP is sent on to the real server inside an IPIP header.
 
-    def __init__(self, lab: Lab) -> None:
+    ``partial``: frames are read and written with a virtio_net_hdr and a partial checksum
+    stays partial (csum_start moved by the outer header), as the kernel's IPVS does with
+    CHECKSUM_PARTIAL skbs; the outer header gets the inner DF bit."""
+
+    def __init__(self, lab: Lab, *, partial: bool = False) -> None:
         super().__init__(daemon=True)
+        self.partial = partial
         self.rx = lab.socket("director", socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+        if partial:
+            self.rx.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+            self.rx.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            self.tx = lab.socket("director", socket.AF_PACKET, socket.SOCK_RAW, 0)
+            self.tx.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+            self.tx.bind(("lan", 0))
+            self.eth = bytes.fromhex(
+                lab.mac("rs1", "lan").replace(":", "") + lab.mac("director", "lan").replace(":", "")
+            ) + struct.pack("!H", ETH_P_IP)
+        else:
+            self.tx = lab.socket("director", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.rx.bind(("lan", ETH_P_IP))
         self.rx.settimeout(0.1)
-        self.tx = lab.socket("director", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.vip = socket.inet_aton(VIP)
         self.sent = 0
+        self.sent_partial = 0
+        self.gso = 0
         self.done = threading.Event()
 
     def run(self) -> None:
+        skip = VNET.size if self.partial else 0
         while not self.done.is_set():
             try:
                 frame, addr = self.rx.recvfrom(65535)
             except TimeoutError:
                 continue
-            pkt = frame[14:]
+            pkt = frame[skip + 14 :]
             if addr[2] == PACKET_OUTGOING or pkt[0] >> 4 != 4 or pkt[16:20] != self.vip:
                 continue
             inner = pkt[: struct.unpack_from("!H", pkt, 2)[0]]
-            self.tx.sendto(ipip(Raw(inner), tos=inner[1] & 0xFC), (RIP, 0))
+            if not self.partial:
+                self.tx.sendto(ipip(Raw(inner), tos=inner[1] & 0xFC), (RIP, 0))
+                self.sent += 1
+                continue
+            flags, gso_type, _hlen, _gsz, start, offset = VNET.unpack_from(frame)
+            if gso_type:  # a super-packet would need cutting first (not in this test)
+                self.gso += 1
+                continue
+            outer = IP(src=DIP, dst=RIP, proto=4, tos=inner[1] & 0xFC, ttl=64, flags=inner[6] >> 5)
+            hdr = (
+                VNET.pack(flags & NEEDS_CSUM, 0, 0, 0, start + 20, offset)
+                if flags & NEEDS_CSUM
+                else bytes(10)
+            )
+            self.tx.send(hdr + self.eth + bytes(outer / Raw(inner)))
             self.sent += 1
+            self.sent_partial += flags & NEEDS_CSUM
 
     def stop(self) -> None:
         self.done.set()
@@ -647,3 +731,206 @@ def test_tun_end_to_end_http_through_an_encapsulating_director(trio: Lab, stated
     finally:
         enc.stop()
         ok(rs(trio, "rs1", statedir, "stop", "--vip", VIP))
+
+
+def test_tun_end_to_end_with_partial_checksums_carried_through(
+    trio_offload: Lab, statedir: str
+) -> None:
+    """Offloads on: the client's TCP checksums are partial, the director keeps them so in the
+    tunnel, and the decapsulator hands them to the stack as partial (CHECKSUM_PARTIAL)."""
+    lab = trio_offload
+    ok(rs(lab, "rs1", statedir, "start", "--vip", VIP, "--mode", "tun"))
+    enc = Encapsulator(lab, partial=True)
+    enc.start()
+    try:
+        lab.http_server("rs1", 80)
+        for _ in range(3):
+            assert lab.http_get("client", f"http://{VIP}/").startswith(f"rs1 {CIP} ")
+        assert enc.sent >= 3 * 5 and enc.gso == 0
+        assert enc.sent_partial >= 3 * 3  # SYN, request, ACKs... left partial by the client
+        c = counters(lab, statedir)
+        assert c["decapsulated"] == enc.sent
+        assert c["decapsulated_csum_partial"] == enc.sent_partial
+        assert sum(v for k, v in c.items() if k.startswith("dropped_")) == 0
+    finally:
+        enc.stop()
+        ok(rs(lab, "rs1", statedir, "stop", "--vip", VIP))
+
+
+@pytest.mark.parametrize("tun_type", ["ipip", "gue"])
+def test_tun_partial_checksum_syn_is_answered(
+    trio_offload: Lab, statedir: str, tun_type: str
+) -> None:
+    """An IPIP (or GUE) packet carrying a TCP SYN whose checksum is partial: on the wire the
+    field holds only the pseudo-header sum, the skb is CHECKSUM_PARTIAL up to the real server,
+    whose stack must take the decapsulated SYN as the kernel's own ipip would, and answer.
+    The raw IPIP (UDP) socket filters the packet out, yet its presence still keeps the kernel
+    from answering with ICMP protocol (port) unreachable."""
+    lab = trio_offload
+    port = 6080
+    extra = ["--tun-type", "gue", "--tun-port", str(port)] if tun_type == "gue" else []
+    ok(rs(lab, "rs1", statedir, "start", "--vip", VIP, "--mode", "tun", *extra))
+    try:
+        lab.http_server("rs1", 80)
+        syn = bytes(IP(src=CIP, dst=VIP, flags="DF") / TCP(sport=41000, dport=80, flags="S"))
+        inner, field = make_partial(syn, 6)
+        if tun_type == "gue":
+            gue = b"\x00\x04\x00\x00"  # version 0, proto_ctype 4, no flags
+            udp = UDP(sport=50000, dport=port, chksum=0) / Raw(gue + inner)
+            outer = bytes(IP(src=DIP, dst=RIP, flags="DF") / udp)
+        else:
+            outer = bytes(IP(src=DIP, dst=RIP, proto=4, flags="DF") / Raw(inner))
+        l4 = 14 + len(outer) - len(inner) + 20  # the inner TCP header, from the Ethernet header
+        with (
+            lab.capture("client", "lan", f"tcp and src host {VIP}") as at_client,
+            lab.capture("rs1", "lan", "ip proto 4 or udp") as at_rs,
+            lab.capture("director", "lan", "icmp") as icmp,
+        ):
+            send_frame(lab, "director", "rs1", outer, VNET.pack(NEEDS_CSUM, 0, 0, 0, l4, field))
+            deadline = time.monotonic() + 3
+            while not at_client.packets() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        answers = [p for p in at_client.packets() if TCP in p and p[TCP].dport == 41000]
+        assert answers, "no answer to the SYN with a partial checksum"
+        assert answers[0][IP].src == VIP and answers[0][TCP].flags == "SA"
+        assert answers[0][Ether].src == lab.mac("rs1", "lan")
+        # the frame really arrived partial: the field held the pseudo-header sum
+        (seen,) = [bytes(p[Ether].payload) for p in at_rs.packets() if IP in p]
+        assert seen[len(seen) - len(inner) + 36 : len(seen) - len(inner) + 38] == inner[36:38]
+        assert TCP(bytes(syn)[20:]).chksum != struct.unpack("!H", inner[36:38])[0]
+        assert not icmp.packets(), "the real server answered the tunnel packet with ICMP"
+        c = counters(lab, statedir)
+        assert c["decapsulated"] == 1
+        assert c["decapsulated_csum_partial"] == 1
+    finally:
+        ok(rs(lab, "rs1", statedir, "stop", "--vip", VIP))
+
+
+def test_tun_fragmented_ipip_is_reassembled_and_decapsulated_once(trio: Lab, statedir: str) -> None:
+    """Outer IPIP fragments (IPVS fragments a tunnelled packet without DF) are reassembled by
+    the kernel and taken from the raw socket; unfragmented packets, with or without DF, only
+    from the AF_PACKET socket: each is decapsulated exactly once."""
+    ok(rs(trio, "rs1", statedir, "start", "--vip", VIP, "--mode", "tun"))
+    try:
+        trio.udp_server("rs1", 53, bind=VIP)
+        client = ClientSocket(trio, CIP, 40010)
+        try:
+            big = udp_to_vip(40010, b"f" * 3000)
+            outer = IP(src=DIP, dst=RIP, proto=4, id=4242) / Raw(bytes(big))
+            frags = fragment(outer, fragsize=1400)
+            assert len(frags) == 3
+            for f in frags:
+                send_raw(trio, "director", bytes(f), RIP)
+            assert client.reply() == (f"rs1 {CIP} 40010", VIP, 53)
+            df = bytes(IP(src=DIP, dst=RIP, proto=4, flags="DF") / udp_to_vip(40010, b"d"))
+            send_raw(trio, "director", df, RIP)
+            assert client.reply() == (f"rs1 {CIP} 40010", VIP, 53)
+            send_raw(trio, "director", ipip(udp_to_vip(40010, b"n")), RIP)  # no DF
+            assert client.reply() == (f"rs1 {CIP} 40010", VIP, 53)
+            assert client.nothing()
+        finally:
+            client.close()
+        c = counters(trio, statedir)
+        assert c["decapsulated"] == 3
+        assert c["decapsulated_bytes"] == len(bytes(big)) + 2 * len(bytes(udp_to_vip(0, b"d")))
+        assert sum(v for k, v in c.items() if k.startswith("dropped_")) == 0
+    finally:
+        ok(rs(trio, "rs1", statedir, "stop", "--vip", VIP))
+
+
+def test_tun_ipip_over_another_link_type_comes_from_the_raw_socket(
+    trio: Lab, statedir: str
+) -> None:
+    """IPIP arriving over a link without an Ethernet header (here a TUN device; WireGuard
+    or PPP alike) is not the AF_PACKET socket's: the raw socket takes it, even with DF."""
+    from pylvs.realserver import decap
+
+    ok(rs(trio, "rs1", statedir, "start", "--vip", VIP, "--mode", "tun"))
+    try:
+        trio.udp_server("rs1", 53, bind=VIP)
+        fd = in_netns(trio.ns("rs1"), lambda: decap.open_tun("pylvsx"))
+        try:
+            trio.sh("rs1", "echo 0 > /proc/sys/net/ipv4/conf/pylvsx/rp_filter")
+            trio.sh("rs1", "ip link set pylvsx up")
+            client = ClientSocket(trio, CIP, 40020)
+            try:
+                pkt = bytes(IP(src=DIP, dst=RIP, proto=4, flags="DF") / udp_to_vip(40020))
+                os.write(fd, bytes(10) + pkt)  # no virtio_net_hdr flags
+                assert client.reply() == (f"rs1 {CIP} 40020", VIP, 53)
+                assert client.nothing()
+            finally:
+                client.close()
+        finally:
+            os.close(fd)
+        c = counters(trio, statedir)
+        assert c["decapsulated"] == 1
+        assert sum(v for k, v in c.items() if k.startswith("dropped_")) == 0
+    finally:
+        ok(rs(trio, "rs1", statedir, "stop", "--vip", VIP))
+
+
+# -- the header translation, without a namespace ----------------------------------------
+def test_decapsulate_moves_the_checksum_state_to_the_inner_packet() -> None:
+    from pylvs.realserver import decap
+
+    vip = socket.inet_aton(VIP)
+    syn, field = make_partial(bytes(IP(src=CIP, dst=VIP) / TCP(sport=1, dport=80)), 6)
+    outer = bytes(IP(src=DIP, dst=RIP, proto=4) / Raw(syn))
+    head = bytes(24)  # where a virtio_net_hdr and an Ethernet header would be
+
+    def run(pkt: bytes, vnet: tuple[int, ...], gue: bool = False) -> tuple[bytes, Any]:
+        buf = bytearray(head + pkt)
+        _s, _d, ecn, proto, off, end = decap.outer_ipv4(buf, 24, len(buf))
+        if gue:
+            off += 8
+        v = (*vnet[:4], vnet[4] + 10, vnet[5])  # csum_start as AF_PACKET counts it, in buf
+        start, stop, hdr = decap.decapsulate(buf, off, end, proto, vip, ecn, gue, v)
+        assert bytes(buf[start:stop]) == syn
+        return bytes(buf[start:stop]), VNET.unpack(hdr)
+
+    partial = (NEEDS_CSUM, 0, 0, 0, 14 + 20 + 20, field)
+    assert run(outer, partial)[1] == (NEEDS_CSUM, 0, 0, 0, 20, 16)
+    # a GRO super-packet (gso_type TCPv4) stays one, the checksum moved along
+    assert run(outer, (NEEDS_CSUM, 1, 88, 1400, 54, 16))[1] == (NEEDS_CSUM, 1, 0, 1400, 20, 16)
+    assert run(outer, (0, 0, 0, 0, 0, 0))[1] == (0, 0, 0, 0, 0, 0)
+    assert run(outer, (2, 0, 0, 0, 0, 0))[1] == (2, 0, 0, 0, 0, 0)  # DATA_VALID passed on
+    with pytest.raises(decap.Drop, match="dropped_inner_malformed"):
+        run(outer, (NEEDS_CSUM, 0, 0, 0, 14 + 20 + 20 + 30, 16))  # beyond the inner packet
+
+    gue = bytes(IP(src=DIP, dst=RIP) / UDP(sport=5, dport=6) / Raw(b"\x00\x04\x00\x00" + syn))
+    into_inner = (NEEDS_CSUM, 0, 0, 0, 14 + 20 + 8 + 4 + 20, field)
+    assert run(gue, into_inner, gue=True)[1] == (NEEDS_CSUM, 0, 0, 0, 20, 16)
+    # the outer UDP checksum was the partial one: the inner packet is complete
+    assert run(gue, (NEEDS_CSUM, 0, 0, 0, 14 + 20, 6), gue=True)[1] == (0, 0, 0, 0, 0, 0)
+    # CHECKSUM_UNNECESSARY over GUE was about the outer UDP checksum
+    assert run(gue, (2, 0, 0, 0, 0, 0), gue=True)[1] == (0, 0, 0, 0, 0, 0)
+    # remote checksum offload becomes a partial checksum (fou's default)
+    rem = bytes((0x02, 4)) + struct.pack("!HIHH", 0x0001, 0x80000000, 20, 36)
+    rgue = bytes(IP(src=DIP, dst=RIP) / UDP(sport=5, dport=6) / Raw(rem + syn))
+    assert run(rgue, (0, 0, 0, 0, 0, 0), gue=True)[1] == (NEEDS_CSUM, 0, 0, 0, 20, 16)
+
+
+def test_outer_header_checks_of_the_packet_socket_path() -> None:
+    from pylvs.realserver import decap
+
+    pkt = bytearray(bytes(IP(src=DIP, dst=RIP, proto=4) / Raw(b"x" * 30)))
+    padded = pkt + bytes(6)  # Ethernet padding is not part of the packet
+    src, dst, _ecn, proto, off, end = decap.outer_ipv4(padded, 0, len(padded))
+    assert (src, dst, proto, off, end) == (0x0A000001, 0x0A00000B, 4, 20, len(pkt))
+    bad = bytearray(pkt)
+    bad[8] ^= 1  # TTL changed, checksum not
+    with pytest.raises(decap.Drop, match="dropped_outer_bad_checksum"):
+        decap.outer_ipv4(bad, 0, len(bad))
+    with pytest.raises(decap.Drop, match="dropped_outer_malformed"):
+        decap.outer_ipv4(pkt, 0, len(pkt) - 1)  # truncated
+    for martian in ("0.1.2.3", "224.0.0.1", "255.255.255.255"):
+        m = bytes(IP(src=martian, dst=RIP, proto=4) / Raw(b"x"))
+        with pytest.raises(decap.Drop, match="dropped_outer_malformed"):
+            decap.outer_ipv4(m, 0, len(m))
+    udp = bytearray(bytes(IP(src=DIP, dst=RIP) / UDP(sport=5, dport=6) / Raw(b"gue!")))
+    assert decap.outer_udp(udp, 20, len(udp), 0x0A000001, 0x0A00000B, True) == (28, len(udp))
+    udp[-1] ^= 0xFF
+    with pytest.raises(decap.Drop, match="dropped_outer_bad_checksum"):
+        decap.outer_udp(udp, 20, len(udp), 0x0A000001, 0x0A00000B, True)
+    # not verified when the kernel vouched for it (DATA_VALID) or it is partial
+    assert decap.outer_udp(udp, 20, len(udp), 0x0A000001, 0x0A00000B, False) == (28, len(udp))

@@ -6,9 +6,9 @@ the kernel at output.  An encapsulated super-packet (IPIP, GUE) cannot be
 described to the kernel that way, so TUN mode cuts it here first, the way
 tcp_gso_segment() does: every segment gets the headers, its share of the
 payload, sequence number advanced, IPv4 id incremented, CWR only on the
-first, FIN and PSH only on the last, and a complete checksum: a partial one
-would stay unfinished across virtual links into a userspace decapsulator
-(see xmit.tunnel).
+first, FIN and PSH only on the last, and a partial checksum for the kernel
+(or NIC) to finish, or a complete one when the tunnel's own checksum (GUE
+csum, GRE csum) must cover the inner packet.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ TCP_FIN_PSH = 0x01 | 0x08
 TCP_CWR = 0x80
 
 
-def segments(pkt: Pkt, size: int) -> Iterator[bytearray]:
+def segments(pkt: Pkt, size: int, partial: bool = True) -> Iterator[bytearray]:
     """The IP packets (no Ethernet header) ``pkt`` splits into, ``size`` bytes of
-    payload each; TCP or UDP (UDP_L4 GSO: one datagram per segment)."""
+    payload each; TCP or UDP (UDP_L4 GSO: one datagram per segment).  With
+    ``partial`` the transport checksum is left partial (the pseudo-header sum,
+    for the kernel or NIC to finish at output); else it is computed."""
     buf = pkt.buf
     l3, l4, end = pkt.l3, pkt.l4, pkt.end
     if pkt.proto == IPPROTO_TCP:
@@ -71,13 +73,16 @@ def segments(pkt: Pkt, size: int) -> Iterator[bytearray]:
             if not last:
                 f &= ~TCP_FIN_PSH
             seg[l4off + 13] = f
-            _H.pack_into(seg, l4off + 16, 0)
-            _H.pack_into(seg, l4off + 16, csum.finish(pseudo + csum.add(seg, l4off)))
+            c = l4off + 16
         else:
             _H.pack_into(seg, l4off + 4, l4len)
-            _H.pack_into(seg, l4off + 6, 0)
-            c = csum.finish(pseudo + csum.add(seg, l4off))
-            _H.pack_into(seg, l4off + 6, c or 0xFFFF)
+            c = l4off + 6
+        if partial:
+            _H.pack_into(seg, c, csum.fold(pseudo))
+        else:
+            _H.pack_into(seg, c, 0)
+            v = csum.finish(pseudo + csum.add(seg, l4off))
+            _H.pack_into(seg, c, v or (0xFFFF if pkt.proto == IPPROTO_UDP else 0))
         yield seg
         pos += chunk
         i += 1

@@ -209,8 +209,11 @@ class Xmit:
             if hlen + gso_size > room and df:
                 self.frag_needed(pkt, room, now)
                 return
-            for seg in gso.segments(pkt, gso_size):
-                self.encap_bytes(nh, out, seg, src, rip, dest, now)
+            csum_flag = bool(dest.tun_flags & (TUN_F_CSUM | TUN_F_REMCSUM))
+            l4off = pkt.l4 - pkt.l3
+            off = CSUM_OFFSET.get(pkt.proto, 16)
+            for seg in gso.segments(pkt, gso_size, partial=not csum_flag):
+                self.encap_bytes(nh, out, seg, src, rip, dest, now, -1 if csum_flag else l4off, off)
             return
         inner_len = pkt.end - pkt.l3
         if inner_len > room:
@@ -219,12 +222,14 @@ class Xmit:
             else:
                 self.counters["drop_too_big"] += 1
             return
-        if pkt.csum_partial:
-            # Finish the checksum here: across virtual links nobody would (the
-            # skb stays CHECKSUM_PARTIAL up to the real server's raw socket).
-            nat.complete_csum(pkt)
-        o = pkt.l3 - ohl
         csum_flag = bool(dest.tun_flags & (TUN_F_CSUM | TUN_F_REMCSUM))
+        off = CSUM_OFFSET.get(pkt.proto, -1)
+        partial = pkt.csum_partial and off >= 0
+        if pkt.csum_partial and (csum_flag or off < 0):
+            # The tunnel's own checksum covers the inner packet: finish it first.
+            nat.complete_csum(pkt)
+            partial = False
+        o = pkt.l3 - ohl
         if dest.tun_type == TunType.GUE:
             gue.encap_gue_into(
                 self.buf, o, inner_len, src, rip, dport=dest.tun_port, csum_flag=csum_flag
@@ -235,7 +240,14 @@ class Xmit:
             ipip.encap_into(self.buf, o, inner_len, src, rip)
         e = o - ETH_HLEN
         self.buf[e + 12 : e + 14] = _ETH_IP
-        self.emit(nh, out, e, o + ohl + inner_len, _NO_VNET, now)
+        # A partial inner checksum stays partial: the header points at it behind the
+        # outer headers (a NIC finishes it; so does pylvs realserver's decapsulator).
+        hdr = (
+            vnet.build(needs_csum=True, csum_start=pkt.l4 - e, csum_offset=off)
+            if partial
+            else _NO_VNET
+        )
+        self.emit(nh, out, e, o + ohl + inner_len, hdr, now)
 
     def encap_bytes(
         self,
@@ -246,8 +258,11 @@ class Xmit:
         rip: bytes,
         dest: Dest,
         now: float,
+        l4off: int,
+        csum_offset: int,
     ) -> None:
-        """One segment of a cut super-packet into the tunnel."""
+        """One segment of a cut super-packet into the tunnel (``l4off`` -1: its
+        checksum is complete; else partial at that offset of the inner packet)."""
         csum_flag = bool(dest.tun_flags & (TUN_F_CSUM | TUN_F_REMCSUM))
         if dest.tun_type == TunType.GUE:
             outer = gue.encap_gue(seg, src, rip, dport=dest.tun_port, csum_flag=csum_flag)
@@ -255,7 +270,15 @@ class Xmit:
             outer = gue.encap_gre(seg, src, rip, csum_flag=csum_flag)
         else:
             outer = ipip.encap(seg, src, rip)
-        frame = bytearray(_NO_VNET)
+        if l4off >= 0:
+            ohl = len(outer) - len(seg)
+            frame = bytearray(
+                vnet.build(
+                    needs_csum=True, csum_start=ETH_HLEN + ohl + l4off, csum_offset=csum_offset
+                )
+            )
+        else:
+            frame = bytearray(_NO_VNET)
         frame += bytes(12) + _ETH_IP
         frame += outer
         self.emit_frame(nh, out, frame, now)
