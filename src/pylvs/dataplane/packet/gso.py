@@ -25,11 +25,13 @@ TCP_FIN_PSH = 0x01 | 0x08
 TCP_CWR = 0x80
 
 
-def segments(pkt: Pkt, size: int, partial: bool = True) -> Iterator[bytearray]:
+def segments(pkt: Pkt, size: int, partial: bool = True, headroom: int = 0) -> Iterator[bytearray]:
     """The IP packets (no Ethernet header) ``pkt`` splits into, ``size`` bytes of
     payload each; TCP or UDP (UDP_L4 GSO: one datagram per segment).  With
     ``partial`` the transport checksum is left partial (the pseudo-header sum,
-    for the kernel or NIC to finish at output); else it is computed."""
+    for the kernel or NIC to finish at output); else it is computed.  Each
+    packet starts ``headroom`` bytes into its buffer (room for the headers
+    in front of it)."""
     buf = pkt.buf
     l3, l4, end = pkt.l3, pkt.l4, pkt.end
     if pkt.proto == IPPROTO_TCP:
@@ -38,7 +40,7 @@ def segments(pkt: Pkt, size: int, partial: bool = True) -> Iterator[bytearray]:
         hlen = l4 + 8 - l3
     else:
         return
-    head = bytes(buf[l3 : l3 + hlen])
+    head = bytes(headroom) + buf[l3 : l3 + hlen]
     first = l3 + hlen
     if size <= 0 or first >= end:
         return
@@ -54,35 +56,37 @@ def segments(pkt: Pkt, size: int, partial: bool = True) -> Iterator[bytearray]:
         last = pos + chunk >= end
         seg = bytearray(head)
         seg += buf[pos : pos + chunk]
+        seg_view = memoryview(seg)[headroom:]
         total = hlen + chunk
         l4len = total - l4off
         if v4:
-            _H.pack_into(seg, 2, total)
-            _H.pack_into(seg, 4, (ident + i) & 0xFFFF)
-            _H.pack_into(seg, 10, 0)
-            _H.pack_into(seg, 10, csum.checksum(seg, 0, l4off))
+            _H.pack_into(seg_view, 2, total)
+            _H.pack_into(seg_view, 4, (ident + i) & 0xFFFF)
+            _H.pack_into(seg_view, 10, 0)
+            _H.pack_into(seg_view, 10, csum.checksum(seg_view, 0, l4off))
             pseudo = csum.pseudo4(pkt.saddr, pkt.daddr, pkt.proto, l4len)
         else:
-            _H.pack_into(seg, 4, total - 40)
+            _H.pack_into(seg_view, 4, total - 40)
             pseudo = csum.pseudo6(pkt.saddr, pkt.daddr, pkt.proto, l4len)
         if pkt.proto == IPPROTO_TCP:
-            _I.pack_into(seg, l4off + 4, (seq + i * size) & 0xFFFFFFFF)
+            _I.pack_into(seg_view, l4off + 4, (seq + i * size) & 0xFFFFFFFF)
             f = flags
             if i:
                 f &= ~TCP_CWR
             if not last:
                 f &= ~TCP_FIN_PSH
-            seg[l4off + 13] = f
+            seg_view[l4off + 13] = f
             c = l4off + 16
         else:
-            _H.pack_into(seg, l4off + 4, l4len)
+            _H.pack_into(seg_view, l4off + 4, l4len)
             c = l4off + 6
         if partial:
-            _H.pack_into(seg, c, csum.fold(pseudo))
+            _H.pack_into(seg_view, c, csum.fold(pseudo))
         else:
-            _H.pack_into(seg, c, 0)
-            v = csum.finish(pseudo + csum.add(seg, l4off))
-            _H.pack_into(seg, c, v or (0xFFFF if pkt.proto == IPPROTO_UDP else 0))
+            _H.pack_into(seg_view, c, 0)
+            v = csum.finish(pseudo + csum.add(seg_view, l4off))
+            _H.pack_into(seg_view, c, v or (0xFFFF if pkt.proto == IPPROTO_UDP else 0))
+        seg_view.release()
         yield seg
         pos += chunk
         i += 1

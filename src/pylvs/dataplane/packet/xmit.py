@@ -212,8 +212,14 @@ class Xmit:
             csum_flag = bool(dest.tun_flags & (TUN_F_CSUM | TUN_F_REMCSUM))
             l4off = pkt.l4 - pkt.l3
             off = CSUM_OFFSET.get(pkt.proto, 16)
-            for seg in gso.segments(pkt, gso_size, partial=not csum_flag):
-                self.encap_bytes(nh, out, seg, src, rip, dest, now, -1 if csum_flag else l4off, off)
+            room_front = VNET_HLEN + ETH_HLEN + ohl
+            hdr = _NO_VNET
+            if not csum_flag:
+                hdr = vnet.build(
+                    needs_csum=True, csum_start=ETH_HLEN + ohl + l4off, csum_offset=off
+                )
+            for seg in gso.segments(pkt, gso_size, partial=not csum_flag, headroom=room_front):
+                self.encap_frame(nh, out, seg, src, rip, dest, hdr, now)
             return
         inner_len = pkt.end - pkt.l3
         if inner_len > room:
@@ -249,38 +255,32 @@ class Xmit:
         )
         self.emit(nh, out, e, o + ohl + inner_len, hdr, now)
 
-    def encap_bytes(
+    def encap_frame(
         self,
         nh: NextHop,
         out: Port,
-        seg: bytearray,
+        frame: bytearray,
         src: bytes,
         rip: bytes,
         dest: Dest,
+        hdr: bytes,
         now: float,
-        l4off: int,
-        csum_offset: int,
     ) -> None:
-        """One segment of a cut super-packet into the tunnel (``l4off`` -1: its
-        checksum is complete; else partial at that offset of the inner packet)."""
+        """One segment of a cut super-packet, already placed behind room for the vnet,
+        Ethernet and outer headers: encapsulated in place and sent."""
+        o = VNET_HLEN + ETH_HLEN
+        inner_len = len(frame) - o - 20 - tunnel_hlen(dest)
         csum_flag = bool(dest.tun_flags & (TUN_F_CSUM | TUN_F_REMCSUM))
         if dest.tun_type == TunType.GUE:
-            outer = gue.encap_gue(seg, src, rip, dport=dest.tun_port, csum_flag=csum_flag)
-        elif dest.tun_type == TunType.GRE:
-            outer = gue.encap_gre(seg, src, rip, csum_flag=csum_flag)
-        else:
-            outer = ipip.encap(seg, src, rip)
-        if l4off >= 0:
-            ohl = len(outer) - len(seg)
-            frame = bytearray(
-                vnet.build(
-                    needs_csum=True, csum_start=ETH_HLEN + ohl + l4off, csum_offset=csum_offset
-                )
+            gue.encap_gue_into(
+                frame, o, inner_len, src, rip, dport=dest.tun_port, csum_flag=csum_flag
             )
+        elif dest.tun_type == TunType.GRE:
+            gue.encap_gre_into(frame, o, inner_len, src, rip, csum_flag=csum_flag)
         else:
-            frame = bytearray(_NO_VNET)
-        frame += bytes(12) + _ETH_IP
-        frame += outer
+            ipip.encap_into(frame, o, inner_len, src, rip)
+        frame[:VNET_HLEN] = hdr
+        frame[VNET_HLEN + 12 : o] = _ETH_IP
         self.emit_frame(nh, out, frame, now)
 
     # -- ICMP ---------------------------------------------------------------------------
