@@ -213,6 +213,79 @@ def test_http_and_ssl_checkers() -> None:
     )
 
 
+def test_http_virtualhost_is_inherited() -> None:
+    """check_http.c's Host: the url's, else the checker's, else the real server's, else
+    the virtual server's, wherever in the block each is written."""
+    conf = conf_of(
+        """\
+virtual_server 10.0.0.1 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    real_server 10.0.1.1 80 {
+        HTTP_GET {
+            url {
+                path /a
+            }
+            url {
+                path /b
+                virtualhost url.test
+            }
+        }
+        SSL_GET {
+            virtualhost checker.test
+            url {
+                path /c
+            }
+        }
+        TCP_CHECK {
+        }
+        virtualhost rs.test
+    }
+    real_server 10.0.1.2 80 {
+        HTTP_GET {
+            url {
+                path /d
+            }
+        }
+        SSL_GET {
+            url {
+                path /e
+            }
+        }
+    }
+    virtualhost vs.test
+}
+virtual_server 10.0.0.2 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    real_server 10.0.1.3 80 {
+        HTTP_GET {
+            url {
+                path /f
+            }
+        }
+    }
+}
+"""
+    )
+    assert warnings_of(conf) == []
+    vs1, vs2 = conf.virtual_servers
+    http, ssl, tcp = rs_at(vs1, "10.0.1.1").checkers
+    assert http.options["virtualhost"] == "rs.test"  # the real server's over the vs's
+    assert [u.virtualhost for u in urls_of(http)] == ["rs.test", "url.test"]
+    assert ssl.options["virtualhost"] == "checker.test"  # the checker's own
+    assert [u.virtualhost for u in urls_of(ssl)] == ["checker.test"]
+    assert "virtualhost" not in tcp.options
+    http2, ssl2 = rs_at(vs1, "10.0.1.2").checkers
+    assert (http2.options["virtualhost"], ssl2.options["virtualhost"]) == ("vs.test", "vs.test")
+    assert [u.virtualhost for u in urls_of(http2) + urls_of(ssl2)] == ["vs.test", "vs.test"]
+    (http3,) = vs2.real_servers[0].checkers
+    assert http3.options["virtualhost"] is None  # none anywhere: the checker sends addr:port
+    assert urls_of(http3)[0].virtualhost is None
+
+
 def test_misc_scripts_quorum_sorry() -> None:
     conf = corpus("misc_quorum.conf")
     vs = conf.virtual_servers[0]
