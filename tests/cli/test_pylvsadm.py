@@ -149,11 +149,24 @@ def test_refusals_print_ipvsadm_messages(daemon: RunningDaemon) -> None:
     assert r.returncode == 2 and "Illegal" in r.stderr
 
 
+def default_interface() -> str:
+    """The interface of the default route (the sync daemon now really opens it)."""
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        ["ip", "-j", "route", "show", "default"], capture_output=True, text=True
+    ).stdout
+    routes = json.loads(out or "[]")
+    return str(routes[0]["dev"]) if routes else "lo"
+
+
 def test_daemon_commands(daemon: RunningDaemon) -> None:
-    ok(daemon, "--start-daemon master --mcast-interface eth0 --syncid 7")
+    dev = default_interface()
+    ok(daemon, f"--start-daemon master --mcast-interface {dev} --syncid 7")
     out = ok(daemon, "-L --daemon")
-    assert out.startswith("master sync daemon (mcast=eth0, syncid=7")
-    r = daemon.pylvsadm("--start-daemon", "master", "--mcast-interface", "eth0")
+    assert out.startswith(f"master sync daemon (mcast={dev}, syncid=7")
+    r = daemon.pylvsadm("--start-daemon", "master", "--mcast-interface", dev)
     assert (r.returncode, r.stderr) == (255, "Daemon has already run\n")
     ok(daemon, "--stop-daemon master")
     r = daemon.pylvsadm("--stop-daemon", "master")

@@ -14,6 +14,7 @@ Nothing here does I/O or reads the clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pylvs.core import proto_tcp
@@ -92,6 +93,9 @@ class Engine:
         self.reply_index = True
         self._est_generation = -1
         self._est_keys: set[object] = set()
+        # Connection sync (ip_vs_sync_conn): called after each client packet's
+        # state change while a master sync daemon runs (core.sync.MasterSync).
+        self.sync: Callable[[Conn, float], None] | None = None
 
     # -- the input path -----------------------------------------------------
     def packet_in(
@@ -172,6 +176,9 @@ class Engine:
         st.inbytes += size
         self.conns.set_state(cp, _INPUT, flags, now)
         cp.in_pkts += 1
+        sync = self.sync
+        if sync is not None:
+            sync(cp, now)
 
     def established(self, cp: Conn, now: float) -> None:
         """A proxy's connect succeeded: the real server's SYN+ACK, then the client's ACK."""

@@ -366,7 +366,7 @@ class Control:
         if not ga.is_multicast:
             raise RequestError("'mcast_group' must be a multicast address")
         ttl = _get(d, "mcast_ttl", int, 1)
-        maxlen = _get(d, "sync_maxlen", int, 1472)
+        maxlen = _get(d, "sync_maxlen", int, 0)  # 0: the kernel's default for the interface
         syncid = _get(d, "syncid", int, 0)
         if not 1 <= ttl <= 255 or not 0 <= syncid <= 255 or not 0 <= maxlen <= 65535:
             raise RequestError("mcast_ttl 1..255, syncid 0..255, sync_maxlen 0..65535")
@@ -379,6 +379,9 @@ class Control:
             _port(d.get("mcast_port", 8848), "mcast_port"),
             ttl,
         )
+        from pylvs.daemon import sync  # the sync daemons' sockets (pylvs/daemon/sync.py)
+
+        sync.start(self, sd)  # fills in mcast_ifn and sync_maxlen as the kernel does
         self.daemons[state] = sd
         return sd.as_json()
 
@@ -387,3 +390,6 @@ class Control:
             raise RequestError("state must be master or backup")
         if self.daemons.pop(state, None) is None:
             raise IPVSError(errors.NO_DAEMON, errno.ESRCH)
+        from pylvs.daemon import sync
+
+        sync.stop(self, state)

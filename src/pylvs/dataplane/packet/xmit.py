@@ -19,7 +19,7 @@ import random
 import struct
 from typing import TYPE_CHECKING
 
-from pylvs.core.conn import Conn, conn_key
+from pylvs.core.conn import F_SYNC, Conn, conn_key
 from pylvs.core.model import TUN_F_CSUM, TUN_F_REMCSUM, Dest, Fwd, TunType
 from pylvs.core.proto_tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN
 from pylvs.dataplane.packet import gso
@@ -109,6 +109,10 @@ class Xmit:
         self, pkt: Pkt, cp: Conn, dest: Dest, rip: bytes, gso_type: int, gso_size: int, now: float
     ) -> None:
         f = cp.extra
+        if not isinstance(f, Fnat) and cp.flags & F_SYNC and cp.okey and len(cp.okey) == 13:
+            # Synced from the master (after a failover): its local address and port
+            # came with it, in the reply key; keep them or the connection breaks.
+            f = cp.extra = Fnat(cp.okey[5:9], int.from_bytes(cp.okey[11:13], "big"))
         if not isinstance(f, Fnat):
             f = self.bind_local(pkt, cp, dest, rip)
             if f is None:
