@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, Self, TypedDict, Unpack
 
 from tests.lab import servers
 from tests.lab.capture import Capture
@@ -45,6 +45,16 @@ from tests.lab.markers import TMP_PREFIX, claim_prefix, destroy_prefix, release_
 from tests.lab.netns import in_netns, netns_socket, stop_process, write_sysctl
 from tests.lab.require import find_tool
 from tests.lab.topology import Topology
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of ``Lab.run`` (``Lab.run_ns`` names their defaults)."""
+
+    check: bool
+    timeout: float | None
+    input: str | None
+    env: Mapping[str, str] | None
+
 
 OFFLOAD_OFF = ("tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off")
 _LIVE: set[Lab] = set()
@@ -301,6 +311,9 @@ class Lab:
 
     # -- commands ------------------------------------------------------------------------------
 
+    def _netns_exec(self, ns: str, argv: Sequence[str]) -> list[str]:
+        return [self._ip, "netns", "exec", ns, *argv]
+
     def run_ns(
         self,
         ns: str,
@@ -313,7 +326,7 @@ class Lab:
     ) -> subprocess.CompletedProcess[str]:
         """``run`` by namespace name (e.g. ``switch_ns``)."""
         r = subprocess.run(
-            [self._ip, "netns", "exec", ns, *argv],
+            self._netns_exec(ns, argv),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -326,21 +339,13 @@ class Lab:
         return r
 
     def run(
-        self,
-        node: str,
-        argv: Sequence[str],
-        *,
-        check: bool = False,
-        timeout: float | None = 30.0,
-        input: str | None = None,
-        env: Mapping[str, str] | None = None,
+        self, node: str, argv: Sequence[str], **options: Unpack[RunOptions]
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in ``node``'s namespace and wait; output captured as text.  With
-        ``check=True`` a non-zero exit raises ``LabCommandError`` (showing stderr)."""
+        ``check=True`` a non-zero exit raises ``LabCommandError`` (showing stderr); the
+        options and their defaults are ``run_ns``'s."""
         try:
-            return self.run_ns(
-                self.ns(node), argv, check=check, timeout=timeout, input=input, env=env
-            )
+            return self.run_ns(self.ns(node), argv, **options)
         except LabCommandError as e:
             e.node = node
             raise
@@ -366,7 +371,7 @@ class Lab:
         if self._state not in ("building", "running"):
             raise LabError(f"lab {self.prefix} is {self._state}")
         proc = subprocess.Popen(
-            [self._ip, "netns", "exec", self.ns(node), *argv],
+            self._netns_exec(self.ns(node), argv),
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
-import shutil
 import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -27,6 +23,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
 from pylvs.wire import arp
+from tests.wire.helpers import KernelLab, kernel_lab, scapy_chksum
 
 MAC = bytes.fromhex("020000000001")
 PEER_MAC = bytes.fromhex("020000000002")
@@ -42,13 +39,6 @@ def mac(b: bytes) -> str:
 
 def ip6(b: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, b)
-
-
-def scapy_cksum(pkt: Packet, layer: type[Packet]) -> int:
-    q = pkt.copy()
-    q[layer].cksum = None
-    value: int = Ether(bytes(q))[layer].cksum
-    return value
 
 
 def test_request() -> None:
@@ -140,11 +130,11 @@ def test_ns() -> None:
     assert p.dst == ip6(in6_getnsma(VIP6))
     s = f[ICMPv6ND_NS]
     assert s.type == 135 and s.code == 0 and s.tgt == "2001:db8::100"
-    assert s.cksum == scapy_cksum(f, ICMPv6ND_NS)
+    assert s.cksum == scapy_chksum(f, ICMPv6ND_NS)
     assert f[ICMPv6NDOptSrcLLAddr].lladdr == mac(MAC)
     dad = Ether(arp.ns(MAC, arp.UNSPECIFIED, VIP6))
     assert ICMPv6NDOptSrcLLAddr not in dad and dad[IPv6].src == "::"
-    assert dad[ICMPv6ND_NS].cksum == scapy_cksum(dad, ICMPv6ND_NS)
+    assert dad[ICMPv6ND_NS].cksum == scapy_chksum(dad, ICMPv6ND_NS)
     uni = Ether(arp.ns(MAC, PEER6, VIP6, dst_ip=VIP6, dst_mac=PEER_MAC))
     assert uni.dst == mac(PEER_MAC) and uni[IPv6].dst == "2001:db8::100"
     with pytest.raises(ValueError):
@@ -157,11 +147,11 @@ def test_na_flags() -> None:
     assert (a.R, a.S, a.O) == (1, 1, 1) and a.tgt == "2001:db8::100"
     assert f[IPv6].src == "2001:db8::100" and f[IPv6].dst == "fe80::2" and f[IPv6].hlim == 255
     assert f[ICMPv6NDOptDstLLAddr].lladdr == mac(MAC)
-    assert a.cksum == scapy_cksum(f, ICMPv6ND_NA)
+    assert a.cksum == scapy_chksum(f, ICMPv6ND_NA)
     u = Ether(arp.unsolicited_na(MAC, VIP6))
     assert u.dst == "33:33:00:00:00:01" and u[IPv6].dst == "ff02::1"
     ua = u[ICMPv6ND_NA]
-    assert (ua.R, ua.S, ua.O) == (0, 0, 1) and ua.cksum == scapy_cksum(u, ICMPv6ND_NA)
+    assert (ua.R, ua.S, ua.O) == (0, 0, 1) and ua.cksum == scapy_chksum(u, ICMPv6ND_NA)
     bare = Ether(arp.na(MAC, VIP6, PEER_MAC, PEER6, override=False, tllao=False))
     assert bare[ICMPv6ND_NA].O == 0 and ICMPv6NDOptDstLLAddr not in bare
 
@@ -260,119 +250,9 @@ def test_parse_survives_corruption(pos: int, value: int) -> None:
 # -- against the kernel ----------------------------------------------------------
 
 
-class KernelLab:
-    """Two network namespaces joined by veth: in A the kernel under test
-    (10.99.0.1/24, 2001:db8:99::1/64, forwarding off), in B an AF_PACKET
-    socket that injects and captures frames."""
-
-    def __init__(self) -> None:
-        tag = f"{os.getpid() % 100000}"
-        self.a, self.b = f"pylvs-wa{tag}-a", f"pylvs-wa{tag}-b"
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.home = os.open("/proc/self/ns/net", os.O_RDONLY)
-        self.ps: socket.socket | None = None
-        self.mac_a = self.mac_b = b""
-
-    def _setns(self, fd: int) -> None:
-        if self.libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
-            raise OSError(ctypes.get_errno(), "setns")
-
-    def socket_in_a(self, family: int, kind: int) -> socket.socket:
-        fd = os.open(f"/run/netns/{self.a}", os.O_RDONLY)
-        try:
-            self._setns(fd)
-            return socket.socket(family, kind)
-        finally:
-            os.close(fd)
-            self._setns(self.home)
-
-    def ip(self, *args: str) -> str:
-        return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
-
-    def up(self) -> None:
-        self.ip("netns", "add", self.a)
-        self.ip("netns", "add", self.b)
-        self.ip(
-            "link",
-            "add",
-            "w0",
-            "netns",
-            self.a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "w1",
-            "netns",
-            self.b,
-        )
-        self.ip("-n", self.a, "addr", "add", "10.99.0.1/24", "dev", "w0")
-        self.ip("-n", self.a, "addr", "add", "2001:db8:99::1/64", "dev", "w0", "nodad")
-        self.ip("-n", self.a, "link", "set", "w0", "up")
-        self.ip("-n", self.b, "link", "set", "w1", "up")
-        fd = os.open(f"/run/netns/{self.b}", os.O_RDONLY)
-        try:
-            self._setns(fd)
-            self.ps = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-            self.ps.bind(("w1", 0))
-        finally:
-            os.close(fd)
-            self._setns(self.home)
-        self.ps.settimeout(0.5)
-        self.mac_b = self.ps.getsockname()[4]
-        out = self.ip("-n", self.a, "-o", "link", "show", "w0")
-        self.mac_a = bytes.fromhex(out.split("link/ether ")[1].split()[0].replace(":", ""))
-
-    def send(self, frame: bytes) -> None:
-        assert self.ps is not None
-        self.ps.send(frame)
-
-    def expect(self, pred: Callable[[bytes], bool], timeout: float = 3.0) -> bytes:
-        assert self.ps is not None
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                f = self.ps.recv(65535)
-            except TimeoutError:
-                continue
-            if pred(f):
-                return f
-        raise AssertionError("expected frame not seen")
-
-    def neigh(self, addr: str) -> str:
-        return self.ip("-n", self.a, "neigh", "show", addr, "dev", "w0")
-
-    def down(self) -> None:
-        if self.ps is not None:
-            self.ps.close()
-        for ns in (self.a, self.b):
-            if os.path.exists(f"/run/netns/{ns}"):
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        os.close(self.home)
-
-
 @pytest.fixture
 def lab() -> Iterator[KernelLab]:
-    missing = ""
-    if os.geteuid() != 0:
-        missing = "root"
-    elif shutil.which("ip") is None:
-        missing = "the ip command (iproute2)"
-    lab = KernelLab()
-    if not missing:
-        try:
-            lab.up()
-        except (OSError, subprocess.CalledProcessError) as e:
-            missing = f"network namespaces and veth ({e})"
-    if missing:
-        lab.down()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"kernel comparison needs {missing}")
-        pytest.skip(f"kernel comparison needs {missing}")
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from kernel_lab(KernelLab("wa"))
 
 
 A4, B4 = socket.inet_aton("10.99.0.1"), socket.inet_aton("10.99.0.2")

@@ -33,7 +33,7 @@ from pylvs.wire.nat import (
 )
 from pylvs.wire.packet import PARSE_REASONS, Pkt, l4_csum_ok, parse
 from pylvs.wire.toa import add_toa, adjust_mss, parse_toa, tcp_options
-from tests.wire.test_packet import eth
+from tests.wire.helpers import eth
 
 REASONS = {
     "short_eth",

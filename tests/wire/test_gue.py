@@ -14,6 +14,8 @@ from scapy.layers.l2 import GRE
 from scapy.packet import Packet, Raw
 
 from pylvs.wire import csum, gue, ipip
+from pylvs.wire.ip import IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP
+from tests.wire.helpers import scapy_chksum
 
 DIR4 = socket.inet_aton("192.0.2.1")
 RS4 = socket.inet_aton("198.51.100.7")
@@ -30,13 +32,6 @@ def inner4(sport: int = 40000, **kw: object) -> bytes:
 
 def inner6() -> bytes:
     return bytes(IPv6(src="2001:db8:1::9", dst="2001:db8::100", hlim=9) / UDP(dport=53) / b"q")
-
-
-def scapy_chksum(pkt: Packet, layer: type[Packet], nb: int = 1, field: str = "chksum") -> int:
-    q = pkt.copy()
-    setattr(q.getlayer(layer, nb), field, None)
-    value: int = getattr(pkt.__class__(bytes(q)).getlayer(layer, nb), field)
-    return value
 
 
 def test_flow_src_port() -> None:
@@ -57,7 +52,7 @@ def test_gue_fields_ipv4() -> None:
     inner = inner4()
     out = gue.encap_gue(inner, DIR4, RS4, dport=PORT, ident=3)
     p = IP(out)
-    assert p.proto == ipip.IPPROTO_UDP and p.flags == "DF" and p.id == 0 and p.ttl == 63
+    assert p.proto == IPPROTO_UDP and p.flags == "DF" and p.id == 0 and p.ttl == 63
     assert p.len == len(out) == 20 + 8 + 4 + len(inner)
     assert p.chksum == scapy_chksum(p, IP)
     u = p[UDP]
@@ -65,7 +60,7 @@ def test_gue_fields_ipv4() -> None:
     assert u.sport == gue.flow_src_port(gue.flow_hash(inner))
     assert u.chksum == 0  # no tun_flags csum: no UDP checksum
     payload = bytes(u.payload)
-    assert payload[:4] == bytes((0, ipip.IPPROTO_IPIP, 0, 0))  # version 0, hlen 0, no flags
+    assert payload[:4] == bytes((0, IPPROTO_IPIP, 0, 0))  # version 0, hlen 0, no flags
     assert payload[4:] == inner
     assert IP(payload[4:])[TCP].dport == 80
 
@@ -77,7 +72,7 @@ def test_gue_checksum(v6: bool) -> None:
     p = IPv6(out) if v6 else IP(out)
     assert p[UDP].sport == 4242
     assert p[UDP].chksum != 0 and p[UDP].chksum == scapy_chksum(p, UDP)
-    assert bytes(p[UDP].payload)[:4] == bytes((0, ipip.IPPROTO_IPV6, 0, 0))
+    assert bytes(p[UDP].payload)[:4] == bytes((0, IPPROTO_IPV6, 0, 0))
     d = gue.decap_gue_packet(out, port=PORT)
     assert isinstance(d, ipip.Decap) and out[d.offset :] == inner6()
 
@@ -97,7 +92,7 @@ def test_gue_remote_checksum() -> None:
     assert p[UDP].chksum == scapy_chksum(p, UDP)  # remcsum implies the UDP checksum
     g = bytes(p[UDP].payload)
     b0, proto, flags = struct.unpack("!BBH", g[:4])
-    assert b0 == 2 and proto == ipip.IPPROTO_IPIP and flags == gue.GUE_FLAG_PRIV
+    assert b0 == 2 and proto == IPPROTO_IPIP and flags == gue.GUE_FLAG_PRIV
     pflags, start, field = struct.unpack("!IHH", g[4:12])
     assert (pflags, start, field) == (gue.GUE_PFLAG_REMCSUM, 20, 36)
     assert g[12:] == partial
@@ -195,7 +190,7 @@ def test_gre_fields(csum_flag: bool, make: object) -> None:
     inner = make()
     out = gue.encap_gre(inner, DIR4, RS4, csum_flag=csum_flag, ident=11)
     p = IP(out)
-    assert p.proto == ipip.IPPROTO_GRE and p.chksum == scapy_chksum(p, IP)
+    assert p.proto == IPPROTO_GRE and p.chksum == scapy_chksum(p, IP)
     g = p[GRE]
     assert g.version == 0 and g.routing_present == 0 and g.key_present == 0
     assert g.chksum_present == int(csum_flag)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 
@@ -26,6 +22,8 @@ from scapy.layers.inet6 import (
 from scapy.packet import Packet, Raw
 
 from pylvs.wire import icmp, ipip
+from pylvs.wire.ip import IPV4_HLEN
+from tests.wire.helpers import KernelLab, kernel_lab, scapy_chksum
 
 CLIENT = "203.0.113.9"
 VIP = "192.0.2.100"
@@ -45,13 +43,6 @@ def orig4(size: int = 1400, **kw: object) -> bytes:
 def orig6(size: int = 1400) -> bytes:
     p = IPv6(src=CLIENT6, dst=VIP6, hlim=60) / TCP(sport=40000, dport=80)
     return bytes(p / Raw(b"d" * max(0, size - len(bytes(p)))))
-
-
-def scapy_chksum(pkt: Packet, layer: type[Packet], field: str = "chksum") -> int:
-    q = pkt.copy()
-    setattr(q[layer], field, None)
-    value: int = getattr(pkt.__class__(bytes(q))[layer], field)
-    return value
 
 
 def test_frag_needed_fields() -> None:
@@ -111,7 +102,7 @@ def test_packet_too_big6_fields() -> None:
     assert p.src == "2001:db8::1" and p.dst == CLIENT6 and p.plen == 1240
     t = p[ICMPv6PacketTooBig]
     assert t.mtu == 1460 and t.code == 0
-    assert t.cksum == scapy_chksum(p, ICMPv6PacketTooBig, "cksum")
+    assert t.cksum == scapy_chksum(p, ICMPv6PacketTooBig)
     assert out[48:] == orig[:1232]
     assert p[IPerror6].dst == VIP6
 
@@ -119,11 +110,11 @@ def test_packet_too_big6_fields() -> None:
 def test_dest_unreachable6_and_time_exceeded6() -> None:
     p = IPv6(icmp.dest_unreachable6(orig6(80), None))
     d = p[ICMPv6DestUnreach]
-    assert p.src == VIP6 and d.code == 4 and d.cksum == scapy_chksum(p, ICMPv6DestUnreach, "cksum")
+    assert p.src == VIP6 and d.code == 4 and d.cksum == scapy_chksum(p, ICMPv6DestUnreach)
     assert bytes(d.payload) == orig6(80)
     p = IPv6(icmp.time_exceeded6(orig6(80), DIR6, hop_limit=255))
     t = p[ICMPv6TimeExceeded]
-    assert p.hlim == 255 and t.code == 0 and t.cksum == scapy_chksum(p, ICMPv6TimeExceeded, "cksum")
+    assert p.hlim == 255 and t.code == 0 and t.cksum == scapy_chksum(p, ICMPv6TimeExceeded)
 
 
 def test_wrong_family_raises() -> None:
@@ -274,7 +265,7 @@ def test_tunnel_error_relay() -> None:
     quoted = router_err[e.quoted :]
     d = ipip.decap(quoted, partial=True)
     assert isinstance(d, ipip.Decap) and d.outer_dst == socket.inet_aton("198.51.100.7")
-    mtu = (e.info & 0xFFFF) - ipip.IPV4_HLEN
+    mtu = (e.info & 0xFFFF) - IPV4_HLEN
     raw = icmp.frag_needed(quoted[d.offset :], None, mtu)
     relay = IP(raw)
     assert relay.dst == CLIENT and relay.src == VIP and relay[ICMP].nexthopmtu == 1380
@@ -285,173 +276,32 @@ def test_tunnel_error_relay() -> None:
 # -- against the kernel: its own errors, and its acceptance of ours -------------
 
 
-class KernelLab:
-    """Two network namespaces joined by veth pairs.  In A the kernel under
-    test (10.99.0.1/24 and 2001:db8:99::1/64 on the link to B, a second
-    link with MTU 1300 towards 10.99.2.0/24 and 2001:db8:97::/64,
-    forwarding on); B injects and captures frames with an AF_PACKET socket."""
+class RoutingLab(KernelLab):
+    """``KernelLab`` with forwarding on in A and a second link, MTU 1300,
+    towards 10.99.2.0/24 and 2001:db8:97::/64 (w2 in A, w3 in B)."""
 
-    def __init__(self) -> None:
-        tag = f"{os.getpid() % 100000}"
-        self.a, self.b = f"pylvs-wi{tag}-a", f"pylvs-wi{tag}-b"
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.home = os.open("/proc/self/ns/net", os.O_RDONLY)
-        self.ps: socket.socket | None = None
-        self.mac_a = self.mac_b = b""
-
-    def _setns(self, fd: int) -> None:
-        if self.libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
-            raise OSError(ctypes.get_errno(), "setns")
-
-    def socket_in_a(self, family: int, kind: int) -> socket.socket:
-        fd = os.open(f"/run/netns/{self.a}", os.O_RDONLY)
-        try:
-            self._setns(fd)
-            return socket.socket(family, kind)
-        finally:
-            os.close(fd)
-            self._setns(self.home)
+    def configure(self) -> None:
+        super().configure()
+        self.veth("w2", "w3", "mtu", "1300")
+        self.ip("-n", self.a, "addr", "add", "10.99.2.1/24", "dev", "w2")
+        self.ip("-n", self.a, "addr", "add", "2001:db8:97::1/64", "dev", "w2", "nodad")
+        self.ip("-n", self.a, "link", "set", "w2", "up")
+        self.ip("-n", self.b, "link", "set", "w3", "up")
+        forwarding = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        self.ip("netns", "exec", self.a, "sysctl", "-qw", *forwarding)
 
     def up(self) -> None:
-        def ip(*args: str) -> None:
-            subprocess.run(["ip", *args], check=True, capture_output=True)
-
-        ip("netns", "add", self.a)
-        ip("netns", "add", self.b)
-        ip(
-            "link",
-            "add",
-            "w0",
-            "netns",
-            self.a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "w1",
-            "netns",
-            self.b,
-        )
-        ip(
-            "link",
-            "add",
-            "w2",
-            "netns",
-            self.a,
-            "mtu",
-            "1300",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "w3",
-            "netns",
-            self.b,
-        )
-        for args in (
-            ("addr", "add", "10.99.0.1/24", "dev", "w0"),
-            ("addr", "add", "2001:db8:99::1/64", "dev", "w0", "nodad"),
-            ("addr", "add", "10.99.2.1/24", "dev", "w2"),
-            ("addr", "add", "2001:db8:97::1/64", "dev", "w2", "nodad"),
-            ("link", "set", "w0", "up"),
-            ("link", "set", "w2", "up"),
-        ):
-            ip("-n", self.a, *args)
-        ip("-n", self.b, "link", "set", "w1", "up")
-        ip("-n", self.b, "link", "set", "w3", "up")
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.a,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
-                "net.ipv6.conf.all.forwarding=1",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        fd = os.open(f"/run/netns/{self.b}", os.O_RDONLY)
-        try:
-            self._setns(fd)
-            self.ps = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-            self.ps.bind(("w1", 0))
-        finally:
-            os.close(fd)
-            self._setns(self.home)
-        self.ps.settimeout(0.5)
-        self.mac_b = self.ps.getsockname()[4]
-        out = subprocess.run(
-            ["ip", "-n", self.a, "-o", "link", "show", "w0"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        self.mac_a = bytes.fromhex(out.split("link/ether ")[1].split()[0].replace(":", ""))
+        super().up()
         mb = ":".join(f"{x:02x}" for x in self.mac_b)
         for peer in ("10.99.0.2", "2001:db8:99::2"):
-            ip("-n", self.a, "neigh", "add", peer, "lladdr", mb, "dev", "w0", "nud", "stale")
+            self.ip("-n", self.a, "neigh", "add", peer, "lladdr", mb, "dev", "w0", "nud", "stale")
         time.sleep(0.2)
         self.drain()
 
-    def drain(self) -> None:
-        assert self.ps is not None
-        try:
-            while True:
-                self.ps.recv(65535)
-        except TimeoutError:
-            pass
-
-    def send_ip(self, packet: bytes) -> None:
-        assert self.ps is not None
-        etype = b"\x08\x00" if packet[0] >> 4 == 4 else b"\x86\xdd"
-        self.ps.send(self.mac_a + self.mac_b + etype + packet)
-
-    def expect(self, pred: Callable[[bytes], bool], timeout: float = 3.0) -> bytes:
-        assert self.ps is not None
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                f = self.ps.recv(65535)
-            except TimeoutError:
-                continue
-            if pred(f):
-                return f
-        raise AssertionError("expected frame not seen")
-
-    def down(self) -> None:
-        if self.ps is not None:
-            self.ps.close()
-        for ns in (self.a, self.b):
-            if os.path.exists(f"/run/netns/{ns}"):
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        os.close(self.home)
-
 
 @pytest.fixture
-def lab() -> Iterator[KernelLab]:
-    missing = ""
-    if os.geteuid() != 0:
-        missing = "root"
-    elif shutil.which("ip") is None:
-        missing = "the ip command (iproute2)"
-    lab = KernelLab()
-    if not missing:
-        try:
-            lab.up()
-        except (OSError, subprocess.CalledProcessError) as e:
-            missing = f"network namespaces and veth ({e})"
-    if missing:
-        lab.down()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"kernel comparison needs {missing}")
-        pytest.skip(f"kernel comparison needs {missing}")
-    try:
-        yield lab
-    finally:
-        lab.down()
+def lab() -> Iterator[RoutingLab]:
+    yield from kernel_lab(RoutingLab("wi"))
 
 
 def _icmp4(f: bytes) -> bool:
@@ -462,7 +312,7 @@ def _icmp6(t: int) -> Callable[[bytes], bool]:
     return lambda f: f[12:14] == b"\x86\xdd" and f[20] == 58 and f[54] == t
 
 
-def test_kernel_errors_are_ours(lab: KernelLab) -> None:
+def test_kernel_errors_are_ours(lab: RoutingLab) -> None:
     """The kernel's own ICMP errors equal ours byte for byte, given the id
     (IPv4) or flow label (IPv6) the kernel picked."""
     a4 = socket.inet_aton("10.99.0.1")
@@ -513,14 +363,14 @@ def test_kernel_errors_are_ours(lab: KernelLab) -> None:
     assert k == icmp.icmp6_error(big6, a6, 2, 0, 1300, flow_label=flow)
 
 
-def test_kernel_accepts_our_pmtu_errors(lab: KernelLab) -> None:
+def test_kernel_accepts_our_pmtu_errors(lab: RoutingLab) -> None:
     """A connected DF socket in A learns the MTU from our frag-needed and
     packet-too-big (the kernel checks checksums and the quoted packet)."""
     for route in (
         ("route", "add", "10.99.1.0/24", "via", "10.99.0.2"),
         ("-6", "route", "add", "2001:db8:98::/64", "via", "2001:db8:99::2"),
     ):
-        subprocess.run(["ip", "-n", lab.a, *route], check=True)
+        lab.ip("-n", lab.a, *route)
     u = lab.socket_in_a(socket.AF_INET, socket.SOCK_DGRAM)
     u6 = lab.socket_in_a(socket.AF_INET6, socket.SOCK_DGRAM)
     try:

@@ -12,6 +12,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
 from pylvs.wire import ipip
+from pylvs.wire.ip import IPPROTO_IPIP, IPPROTO_IPV6, decrement_ttl
+from tests.wire.helpers import scapy_chksum
 
 DIR4 = socket.inet_aton("192.0.2.1")
 RS4 = socket.inet_aton("198.51.100.7")
@@ -31,20 +33,12 @@ def inner6(**kw: object) -> bytes:
     return bytes(IPv6(**ip) / UDP(sport=5353, dport=53) / Raw(b"q" * 12))
 
 
-def scapy_chksum(pkt: Packet, layer: type[Packet], nb: int = 1, field: str = "chksum") -> int:
-    """The checksum scapy computes for the ``nb``-th ``layer`` of ``pkt``."""
-    q = pkt.copy()
-    setattr(q.getlayer(layer, nb), field, None)
-    value: int = getattr(pkt.__class__(bytes(q)).getlayer(layer, nb), field)
-    return value
-
-
 def test_ipv4_in_ipv4_fields() -> None:
     inner = inner4(tos=0xB8 | 1, ttl=63, flags="DF")  # DSCP EF, ECT(1)
     out = ipip.encap(inner, DIR4, RS4, ident=1234)
     p = IP(out)
     assert p.version == 4 and p.ihl == 5
-    assert p.proto == ipip.IPPROTO_IPIP
+    assert p.proto == IPPROTO_IPIP
     assert p.tos == 0xB9  # DS field copied with its ECN bits
     assert p.len == len(out) == 20 + len(inner)
     assert p.ttl == 63
@@ -76,7 +70,7 @@ def test_ipv6_in_ipv4() -> None:
     inner = inner6(tc=0x2B, hlim=12)
     out = ipip.encap(inner, DIR4, RS4, ident=77)
     p = IP(out)
-    assert p.proto == ipip.IPPROTO_IPV6
+    assert p.proto == IPPROTO_IPV6
     assert p.flags == 0 and p.id == 77  # DF is never set for an IPv6 inner packet
     assert p.ttl == 12 and p.tos == 0x2A
     assert p.chksum == scapy_chksum(p, IP)
@@ -89,7 +83,7 @@ def test_ipv6_outer(make: object) -> None:
     inner = make()
     out = ipip.encap(inner, DIR6, RS6)
     p = IPv6(out)
-    assert p.nh == (ipip.IPPROTO_IPIP if inner[0] >> 4 == 4 else ipip.IPPROTO_IPV6)
+    assert p.nh == (IPPROTO_IPIP if inner[0] >> 4 == 4 else IPPROTO_IPV6)
     assert p.plen == len(inner) and p.fl == 0
     assert p.hlim == (63 if inner[0] >> 4 == 4 else 57)
     assert bytes(p.payload) == inner
@@ -170,16 +164,16 @@ def test_decap_partial_accepts_quoted_copy() -> None:
 
 def test_decrement_ttl() -> None:
     buf = bytearray(inner4(ttl=64))
-    assert ipip.decrement_ttl(buf)
+    assert decrement_ttl(buf)
     p = IP(bytes(buf))
     assert p.ttl == 63 and p.chksum == scapy_chksum(p, IP)
     for ttl in (1, 0):
         buf = bytearray(inner4(ttl=ttl))
         before = bytes(buf)
-        assert not ipip.decrement_ttl(buf) and bytes(buf) == before
+        assert not decrement_ttl(buf) and bytes(buf) == before
     buf6 = bytearray(b"\0\0" + inner6(hlim=2))
-    assert ipip.decrement_ttl(buf6, 2) and IPv6(bytes(buf6[2:])).hlim == 1
-    assert not ipip.decrement_ttl(buf6, 2)
+    assert decrement_ttl(buf6, 2) and IPv6(bytes(buf6[2:])).hlim == 1
+    assert not decrement_ttl(buf6, 2)
 
 
 def test_tunnel_mtu() -> None:

@@ -39,7 +39,7 @@ from pylvs.wire.nat import (
 from pylvs.wire.packet import Pkt, l4_csum_ok, parse
 from pylvs.wire.toa import add_toa
 from tests.lab import Lab, Topology, require_root
-from tests.wire.test_packet import (
+from tests.wire.helpers import (
     assert_csums,
     complete_partial,
     eth,

@@ -1,11 +1,7 @@
-"""packet.parse and l4_csum_ok against frames built and checked by scapy.
-
-Also the shared helpers of the wire tests (scapy is used in tests only).
-"""
+"""packet.parse and l4_csum_ok against frames built and checked by scapy."""
 
 from __future__ import annotations
 
-import struct
 import sys
 from ipaddress import IPv4Address, IPv6Address
 
@@ -26,69 +22,18 @@ from scapy.layers.sctp import SCTP, SCTPChunkData
 from scapy.packet import Packet
 
 from pylvs.wire import csum, vnet
-from pylvs.wire.packet import Pkt, l4_csum_ok, parse
-
-MAC1 = "02:00:00:00:00:01"
-MAC2 = "02:00:00:00:00:02"
-
-# -- helpers shared by the wire tests -----------------------------------------
-
-
-def eth() -> Ether:
-    """An Ethernet header with fixed addresses (scapy would otherwise look them up)."""
-    return Ether(dst=MAC1, src=MAC2)
-
-
-def frame(p: Packet) -> bytearray:
-    return bytearray(bytes(p))
-
-
-def parsed(buf: bytearray, partial: bool = False, start: int = 0, end: int | None = None) -> Pkt:
-    r = parse(buf, start, len(buf) if end is None else end, partial)
-    assert isinstance(r, Pkt), r
-    return r
-
-
-def l4_csum_at(pkt: Pkt) -> int:
-    return {6: 16, 17: 6, 58: 2, 1: 2}[pkt.proto] + pkt.l4
-
-
-def make_partial(pkt: Pkt) -> None:
-    """Put the folded pseudo-header sum in the TCP/UDP checksum, as CHECKSUM_PARTIAL."""
-    buf = pkt.buf
-    length = pkt.end - pkt.l4
-    if pkt.proto == 17:
-        length = struct.unpack_from("!H", buf, pkt.l4 + 4)[0]
-    if pkt.af == 4:
-        s = csum.pseudo4(pkt.saddr, pkt.daddr, pkt.proto, length)
-    else:
-        s = csum.pseudo6(pkt.saddr, pkt.daddr, pkt.proto, length)
-    csum.put(buf, l4_csum_at(pkt), csum.fold(s))
-    pkt.csum_partial = True
-
-
-def complete_partial(buf: bytearray, csum_start: int, csum_offset: int, end: int) -> None:
-    """What the NIC (or skb_checksum_help) does for NEEDS_CSUM: sum from csum_start
-    to the end, field included, and store the complement (0 sent as 0xffff)."""
-    value = csum.finish(csum.add(buf, csum_start, end))
-    csum.put(buf, csum_start + csum_offset, value or 0xFFFF)
-
-
-def recomputed(data: bytes | bytearray, layer: type[Packet]) -> tuple[int, int]:
-    """(checksum in the frame, checksum scapy computes) for ``layer``."""
-    e = Ether(bytes(data))
-    name = "cksum" if "cksum" in e[layer].fields else "chksum"
-    got: int = getattr(e[layer], name)
-    delattr(e[layer], name)
-    want: int = getattr(Ether(bytes(e))[layer], name)
-    return got, want
-
-
-def assert_csums(data: bytes | bytearray, *layers: type[Packet]) -> None:
-    for layer in layers:
-        got, want = recomputed(data, layer)
-        assert got == want, f"{layer.__name__} checksum {got:#x} != scapy {want:#x}"
-
+from pylvs.wire.packet import l4_csum_ok, parse
+from tests.wire.helpers import (
+    assert_csums,
+    eth,
+    frame,
+    ip4,
+    ip6,
+    make_partial,
+    parsed,
+    payloads,
+    ports,
+)
 
 # -- parse ------------------------------------------------------------------------
 
@@ -310,12 +255,6 @@ def test_udp_zero_checksum() -> None:
 def test_odd_length_checksum() -> None:
     buf = frame(eth() / IP() / TCP() / b"odd")
     assert l4_csum_ok(parsed(buf))
-
-
-ip4 = st.integers(0, 2**32 - 1).map(lambda n: str(IPv4Address(n)))
-ip6 = st.integers(0, 2**128 - 1).map(lambda n: str(IPv6Address(n)))
-ports = st.integers(0, 65535)
-payloads = st.binary(max_size=64)
 
 
 @settings(max_examples=60, deadline=None)

@@ -24,7 +24,7 @@ from pylvs.wire.toa import (
     tcp_options,
     toa_option,
 )
-from tests.wire.test_packet import (
+from tests.wire.helpers import (
     assert_csums,
     complete_partial,
     eth,

@@ -24,13 +24,18 @@ import struct
 from typing import NamedTuple
 
 from pylvs.wire import csum
-from pylvs.wire.ipip import IPPROTO_ICMPV6, IPV6_HLEN, Buffer
+from pylvs.wire.ip import (
+    ETH_HLEN,
+    ETH_P_8021Q,
+    ETH_P_ARP,
+    ETH_P_IP,
+    ETH_P_IPV6,
+    IP6,
+    IPPROTO_ICMPV6,
+    IPV6_HLEN,
+    Buffer,
+)
 
-ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
-ETH_P_8021Q = 0x8100
-ETH_P_IPV6 = 0x86DD
-ETH_HLEN = 14
 ARPHRD_ETHER = 1
 ARPHRD_IEEE802 = 6
 ARPOP_REQUEST = 1
@@ -55,7 +60,6 @@ UNSPECIFIED = bytes(16)
 
 _ETH = struct.Struct("!6s6sH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
-_IP6 = struct.Struct("!IHBB16s16s")
 _ND = struct.Struct("!BBHI16s")  # type, code, checksum, flags/reserved, target
 _H = struct.Struct("!H")
 
@@ -195,7 +199,7 @@ def _nd(
     body = bytearray(_ND.pack(icmp_type, 0, 0, flags << 24, target) + opt)
     s = csum.add(body) + csum.pseudo6(src, dst, IPPROTO_ICMPV6, len(body))
     _H.pack_into(body, 2, csum.finish(s))
-    ip6 = _IP6.pack(6 << 28, len(body), IPPROTO_ICMPV6, NDISC_HOPLIMIT, src, dst)
+    ip6 = IP6.pack(6 << 28, len(body), IPPROTO_ICMPV6, NDISC_HOPLIMIT, src, dst)
     return _eth(eth_dst, eth_src, ETH_P_IPV6) + ip6 + bytes(body)
 
 
@@ -286,7 +290,7 @@ def parse_nd(frame: Buffer) -> Nd | str:
         off, eth_src, _eth_dst = p
         if len(frame) - off < IPV6_HLEN:
             return "short IPv6 header"
-        vtf, plen, nexthdr, hop, src, dst = _IP6.unpack_from(frame, off)
+        vtf, plen, nexthdr, hop, src, dst = IP6.unpack_from(frame, off)
         if vtf >> 28 != 6:
             return "not IPv6"
         if nexthdr != IPPROTO_ICMPV6:

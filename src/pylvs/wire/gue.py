@@ -35,25 +35,29 @@ import zlib
 from typing import NamedTuple
 
 from pylvs.wire import csum
-from pylvs.wire.ipip import (
-    GRE_CSUM_HLEN,
-    GRE_HLEN,
-    GUE_HLEN,
-    GUE_REMCSUM_OPTLEN,
+from pylvs.wire.ip import (
+    ETH_P_IP,
+    ETH_P_IPV6,
     IP_OFFSET,
     IPPROTO_GRE,
     IPPROTO_IPIP,
     IPPROTO_IPV6,
     IPPROTO_UDP,
     IPV4_HLEN,
-    UDP_HLEN,
     Buffer,
+    parse_outer,
+)
+from pylvs.wire.ipip import (
+    GRE_CSUM_HLEN,
+    GRE_HLEN,
+    GUE_HLEN,
+    GUE_REMCSUM_OPTLEN,
+    UDP_HLEN,
     Decap,
     inner_info,
     outer_hlen,
-    parse_outer4,
-    parse_outer6,
     put_outer,
+    with_headroom,
 )
 
 GUE_FLAG_PRIV = 0x0001  # standard flags: private flags word present
@@ -63,8 +67,6 @@ GRE_ROUTING = 0x4000
 GRE_KEY = 0x2000
 GRE_SEQ = 0x1000
 GRE_VERSION = 0x0007
-ETH_P_IP = 0x0800
-ETH_P_IPV6 = 0x86DD
 
 PORT_RANGE = (32768, 60999)  # net.ipv4.ip_local_port_range default
 
@@ -157,7 +159,7 @@ def encap_gue_into(
     optlen = GUE_REMCSUM_OPTLEN if remcsum is not None else 0
     udp_off = off + ip_hlen
     inner_off = udp_off + UDP_HLEN + GUE_HLEN + optlen
-    info = inner_info(buf, inner_off)
+    info = inner_info(buf, inner_off, ttl=ttl, df=df)
     if sport is None:
         view = memoryview(buf)[inner_off : inner_off + inner_len]
         sport = flow_src_port(flow_hash(view))
@@ -177,18 +179,7 @@ def encap_gue_into(
         pseudo = csum.pseudo4 if ip_hlen == IPV4_HLEN else csum.pseudo6
         s += pseudo(outer_src, outer_dst, IPPROTO_UDP, udp_len)
         _H.pack_into(buf, udp_off + 6, csum.finish(s) or 0xFFFF)
-    put_outer(
-        buf,
-        off,
-        udp_len,
-        IPPROTO_UDP,
-        outer_src,
-        outer_dst,
-        dsfield=info.dsfield,
-        ttl=info.ttl if ttl is None else ttl,
-        df=info.df if df is None else df,
-        ident=ident,
-    )
+    put_outer(buf, off, udp_len, IPPROTO_UDP, outer_src, outer_dst, info, ident)
     return ip_hlen + udp_len
 
 
@@ -206,10 +197,8 @@ def encap_gue(
     ident: int = 0,
 ) -> bytes:
     """Copying form of ``encap_gue_into``."""
-    hlen = outer_hlen(outer_src) + gue_hlen(remcsum is not None)
-    buf = bytearray(hlen + len(inner))
-    buf[hlen:] = inner
-    n = encap_gue_into(
+    buf = with_headroom(inner, outer_hlen(outer_src) + gue_hlen(remcsum is not None))
+    encap_gue_into(
         buf,
         0,
         len(inner),
@@ -223,7 +212,7 @@ def encap_gue(
         df=df,
         ident=ident,
     )
-    return bytes(buf[:n])
+    return bytes(buf)
 
 
 def parse_gue(payload: Buffer) -> Gue | str:
@@ -302,19 +291,10 @@ def decap_gue(payload: Buffer) -> int | str:
 
 
 def _outer(packet: Buffer, proto: int, partial: bool) -> tuple[int, int, bytes, bytes] | str:
-    if len(packet) < 1:
-        return "empty packet"
-    if packet[0] >> 4 == 4:
-        p = parse_outer4(packet, partial=partial)
-        if isinstance(p, str):
-            return p
-        src, dst = bytes(packet[12:16]), bytes(packet[16:20])
-    else:
-        p = parse_outer6(packet, partial=partial)
-        if isinstance(p, str):
-            return p
-        src, dst = bytes(packet[8:24]), bytes(packet[24:40])
-    hlen, end, got = p
+    o = parse_outer(packet, partial=partial)
+    if isinstance(o, str):
+        return o
+    hlen, end, got, src, dst = o
     if got != proto:
         return f"protocol {got}, not {proto}"
     return hlen, end, src, dst
@@ -371,24 +351,13 @@ def encap_gre_into(
     ip_hlen = outer_hlen(outer_src)
     gre_off = off + ip_hlen
     glen = gre_hlen(csum_flag)
-    info = inner_info(buf, gre_off + glen)
+    info = inner_info(buf, gre_off + glen, ttl=ttl, df=df)
     ptype = ETH_P_IP if info.proto == IPPROTO_IPIP else ETH_P_IPV6
     _GRE.pack_into(buf, gre_off, GRE_CSUM if csum_flag else 0, ptype)
     if csum_flag:
         _GRE.pack_into(buf, gre_off + 4, 0, 0)
         _H.pack_into(buf, gre_off + 4, csum.checksum(buf, gre_off, gre_off + glen + inner_len))
-    put_outer(
-        buf,
-        off,
-        glen + inner_len,
-        IPPROTO_GRE,
-        outer_src,
-        outer_dst,
-        dsfield=info.dsfield,
-        ttl=info.ttl if ttl is None else ttl,
-        df=info.df if df is None else df,
-        ident=ident,
-    )
+    put_outer(buf, off, glen + inner_len, IPPROTO_GRE, outer_src, outer_dst, info, ident)
     return ip_hlen + glen + inner_len
 
 
@@ -403,13 +372,11 @@ def encap_gre(
     ident: int = 0,
 ) -> bytes:
     """Copying form of ``encap_gre_into``."""
-    hlen = outer_hlen(outer_src) + gre_hlen(csum_flag)
-    buf = bytearray(hlen + len(inner))
-    buf[hlen:] = inner
-    n = encap_gre_into(
+    buf = with_headroom(inner, outer_hlen(outer_src) + gre_hlen(csum_flag))
+    encap_gre_into(
         buf, 0, len(inner), outer_src, outer_dst, csum_flag=csum_flag, ttl=ttl, df=df, ident=ident
     )
-    return bytes(buf[:n])
+    return bytes(buf)
 
 
 def decap_gre(payload: Buffer, *, partial: bool = False) -> int | str:

@@ -33,7 +33,9 @@ import struct
 from typing import NamedTuple
 
 from pylvs.wire import csum
-from pylvs.wire.ipip import (
+from pylvs.wire.ip import (
+    IP4,
+    IP6,
     IP_DF,
     IP_OFFSET,
     IPPROTO_ICMP,
@@ -83,8 +85,6 @@ _ERRORS4 = frozenset(
     (ICMP_DEST_UNREACH, ICMP_SOURCE_QUENCH, ICMP_REDIRECT, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB)
 )
 _IPVS_RELATED4 = frozenset((ICMP_DEST_UNREACH, ICMP_SOURCE_QUENCH, ICMP_TIME_EXCEEDED))
-_IP4 = struct.Struct("!BBHHHBBH4s4s")
-_IP6 = struct.Struct("!IHBB16s16s")
 _ICMP = struct.Struct("!BBHI")
 _H = struct.Struct("!H")
 
@@ -192,7 +192,7 @@ def icmp_error(
     daddr = bytes(view[12:16])
     total = IPV4_HLEN + ICMP_HLEN + len(quote)
     buf = bytearray(total)
-    _IP4.pack_into(buf, 0, 0x45, tos, total, ident & 0xFFFF, 0, ttl, IPPROTO_ICMP, 0, saddr, daddr)
+    IP4.pack_into(buf, 0, 0x45, tos, total, ident & 0xFFFF, 0, ttl, IPPROTO_ICMP, 0, saddr, daddr)
     _H.pack_into(buf, 10, csum.checksum(buf, 0, IPV4_HLEN))
     buf[IPV4_HLEN + ICMP_HLEN :] = quote
     _ICMP.pack_into(buf, IPV4_HLEN, icmp_type, code, 0, info & 0xFFFFFFFF)
@@ -294,7 +294,7 @@ def icmp6_error(
     daddr = bytes(view[8:24])
     plen = ICMP_HLEN + len(quote)
     buf = bytearray(IPV6_HLEN + plen)
-    _IP6.pack_into(
+    IP6.pack_into(
         buf, 0, (6 << 28) | (flow_label & 0xFFFFF), plen, IPPROTO_ICMPV6, hop_limit, saddr, daddr
     )
     buf[IPV6_HLEN + ICMP_HLEN :] = quote

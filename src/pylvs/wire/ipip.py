@@ -9,7 +9,7 @@ ip_vs_tunnel_xmit / ip_vs_tunnel_xmit_v6):
   that an inner CE becomes ECT(0) (INET_ECN_encapsulate, RFC 6040 "normal");
 - TTL / hop limit: the inner TTL or hop limit, which the caller must
   already have decremented (__ip_vs_get_out_rt calls decrement_ttl before
-  the transmitter runs; see ``decrement_ttl``);
+  the transmitter runs; see ``ip.decrement_ttl``);
 - DF: the inner DF bit when the ``pmtu_disc`` sysctl is on (the default),
   never for an IPv6 inner packet, 0 when pmtu_disc is off;
 - id: 0 when DF is set, else a per-destination counter (ip_select_ident);
@@ -31,22 +31,17 @@ import struct
 from typing import NamedTuple
 
 from pylvs.wire import csum
-
-Buffer = bytes | bytearray | memoryview
-
-IPPROTO_ICMP = 1
-IPPROTO_IPIP = 4
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_IPV6 = 41
-IPPROTO_GRE = 47
-IPPROTO_ICMPV6 = 58
-
-IPV4_HLEN = 20
-IPV6_HLEN = 40
-IP_DF = 0x4000
-IP_MF = 0x2000
-IP_OFFSET = 0x1FFF
+from pylvs.wire.ip import (
+    IP4,
+    IP6,
+    IP_DF,
+    IPPROTO_IPIP,
+    IPPROTO_IPV6,
+    IPV4_HLEN,
+    IPV6_HLEN,
+    Buffer,
+    parse_outer,
+)
 
 # Tunnel types and flags of an IPVS destination (include/uapi/linux/ip_vs.h).
 TUN_TYPE_IPIP = 0
@@ -65,11 +60,12 @@ _ECN_MASK = 0x03
 _ECN_ECT_0 = 0x02
 _ECN_CE = 0x03
 
-# version/ihl, tos, tot_len, id, frag_off, ttl, protocol, check, saddr, daddr
-_IP4 = struct.Struct("!BBHHHBBH4s4s")
-# version/class/flow, payload_len, next header, hop limit, saddr, daddr
-_IP6 = struct.Struct("!IHBB16s16s")
 _H = struct.Struct("!H")
+# Module globals of our own, not the imported names: CPython compiles a method
+# call on an imported name without LOAD_METHOD, building a bound method on every
+# call, about 0.1 us more per packet.
+_IP4 = IP4
+_IP6 = IP6
 
 
 class Decap(NamedTuple):
@@ -97,26 +93,39 @@ def ecn_encapsulate(inner_dsfield: int) -> int:
     return (inner_dsfield & ~_ECN_MASK & 0xFF) | ecn
 
 
-def inner_info(inner: Buffer, off: int = 0) -> Inner:
+def inner_info(
+    inner: Buffer, off: int = 0, *, ttl: int | None = None, df: bool | None = None
+) -> Inner:
     """Protocol, outer DS field, TTL and DF for an inner IP packet at ``off``.
 
-    Raises ValueError if it is not an IPv4 or IPv6 packet (the caller of an
-    encapsulation hands over packets it has already parsed)."""
+    ``ttl`` and ``df``, when not None, replace the inner packet's TTL / hop
+    limit and DF (an IPv6 inner packet has no DF: False).  Raises ValueError
+    if it is not an IPv4 or IPv6 packet (the caller of an encapsulation
+    hands over packets it has already parsed)."""
     if len(inner) - off < 1:
         raise ValueError("empty inner packet")
     version = inner[off] >> 4
     if version == 4:
         if len(inner) - off < IPV4_HLEN:
             raise ValueError("short inner IPv4 header")
-        frag_off = (inner[off + 6] << 8) | inner[off + 7]
+        if df is None:
+            df = bool(((inner[off + 6] << 8) | inner[off + 7]) & IP_DF)
         return Inner(
-            IPPROTO_IPIP, ecn_encapsulate(inner[off + 1]), inner[off + 8], bool(frag_off & IP_DF)
+            IPPROTO_IPIP,
+            ecn_encapsulate(inner[off + 1]),
+            inner[off + 8] if ttl is None else ttl,
+            df,
         )
     if version == 6:
         if len(inner) - off < IPV6_HLEN:
             raise ValueError("short inner IPv6 header")
         ds = ((inner[off] & 0x0F) << 4) | (inner[off + 1] >> 4)
-        return Inner(IPPROTO_IPV6, ecn_encapsulate(ds), inner[off + 7], False)
+        return Inner(
+            IPPROTO_IPV6,
+            ecn_encapsulate(ds),
+            inner[off + 7] if ttl is None else ttl,
+            bool(df),
+        )
     raise ValueError(f"inner packet is not IP (version {version})")
 
 
@@ -132,33 +141,27 @@ def put_outer(
     proto: int,
     outer_src: bytes,
     outer_dst: bytes,
-    *,
-    dsfield: int,
-    ttl: int,
-    df: bool,
-    ident: int,
+    inner: Inner,
+    ident: int = 0,
 ) -> int:
     """Write an outer IPv4 or IPv6 header at ``buf[off:]`` for ``payload_len``
-    bytes after it; returns the header length.  Shared with GUE and GRE."""
+    bytes after it, its DS field, TTL and DF from ``inner`` (``inner_info``);
+    returns the header length.  Shared with GUE and GRE."""
     if len(outer_src) == 4:
         tot_len = IPV4_HLEN + payload_len
         if tot_len > 0xFFFF:
             raise ValueError(f"encapsulated packet too long ({tot_len})")
         if len(outer_dst) != 4:
             raise ValueError("outer addresses of different families")
-        if df:
-            frag_off, ident = IP_DF, 0  # ip_select_ident: DF packets get id 0
-        else:
-            frag_off = 0
         _IP4.pack_into(
             buf,
             off,
             0x45,
-            dsfield,
+            inner.dsfield,
             tot_len,
-            ident & 0xFFFF,
-            frag_off,
-            ttl,
+            0 if inner.df else ident & 0xFFFF,  # ip_select_ident: DF packets get id 0
+            IP_DF if inner.df else 0,
+            inner.ttl,
             proto,
             0,
             outer_src,
@@ -171,9 +174,24 @@ def put_outer(
     if payload_len > 0xFFFF:
         raise ValueError(f"encapsulated payload too long ({payload_len})")
     _IP6.pack_into(
-        buf, off, (6 << 28) | (dsfield << 20), payload_len, proto, ttl, outer_src, outer_dst
+        buf,
+        off,
+        (6 << 28) | (inner.dsfield << 20),
+        payload_len,
+        proto,
+        inner.ttl,
+        outer_src,
+        outer_dst,
     )
     return IPV6_HLEN
+
+
+def with_headroom(inner: Buffer, hlen: int) -> bytearray:
+    """A copy of ``inner`` after ``hlen`` free bytes: the buffer the copying
+    forms of the ``*_into`` encapsulations write their headers into."""
+    buf = bytearray(hlen + len(inner))
+    buf[hlen:] = inner
+    return buf
 
 
 def encap_into(
@@ -194,7 +212,7 @@ def encap_into(
     inner DF (pmtu_disc=1; pass False for pmtu_disc=0).  ``ident`` is the
     IPv4 id for a packet without DF.  Returns the outer packet's length."""
     i = off + IPV4_HLEN
-    if len(outer_src) == 4 and len(outer_dst) == 4 and buf[i] >> 4 == 4 and inner_len >= 20:
+    if inner_len >= 20 and len(outer_src) == 4 and len(outer_dst) == 4 and buf[i] >> 4 == 4:
         # the common case, IPv4 in IPv4, inlined (this runs per packet)
         tos = buf[i + 1]
         if tos & _ECN_MASK == _ECN_CE:
@@ -221,19 +239,8 @@ def encap_into(
         _H.pack_into(buf, off + 10, csum.checksum(buf, off, i))
         return tot_len
     hlen = outer_hlen(outer_src)
-    info = inner_info(buf, off + hlen)
-    put_outer(
-        buf,
-        off,
-        inner_len,
-        info.proto,
-        outer_src,
-        outer_dst,
-        dsfield=info.dsfield,
-        ttl=info.ttl if ttl is None else ttl,
-        df=info.df if df is None else df,
-        ident=ident,
-    )
+    info = inner_info(buf, off + hlen, ttl=ttl, df=df)
+    put_outer(buf, off, inner_len, info.proto, outer_src, outer_dst, info, ident)
     return hlen + inner_len
 
 
@@ -247,23 +254,11 @@ def encap(
     ident: int = 0,
 ) -> bytes:
     """The inner packet inside an outer IPv4 (4-byte addresses) or IPv6
-    (16-byte addresses) header, as ip_vs_tunnel_xmit[_v6] builds it."""
-    hlen = outer_hlen(outer_src)
-    info = inner_info(inner)
-    hdr = bytearray(hlen)
-    put_outer(
-        hdr,
-        0,
-        len(inner),
-        info.proto,
-        outer_src,
-        outer_dst,
-        dsfield=info.dsfield,
-        ttl=info.ttl if ttl is None else ttl,
-        df=info.df if df is None else df,
-        ident=ident,
-    )
-    return bytes(hdr) + bytes(inner)
+    (16-byte addresses) header, as ip_vs_tunnel_xmit[_v6] builds it: the
+    copying form of ``encap_into``."""
+    buf = with_headroom(inner, outer_hlen(outer_src))
+    encap_into(buf, 0, len(inner), outer_src, outer_dst, ttl=ttl, df=df, ident=ident)
+    return bytes(buf)
 
 
 def _inner_ok(packet: Buffer, off: int, end: int, proto: int, partial: bool) -> str:
@@ -278,53 +273,6 @@ def _inner_ok(packet: Buffer, off: int, end: int, proto: int, partial: bool) -> 
     return ""
 
 
-def parse_outer4(packet: Buffer, *, partial: bool = False) -> tuple[int, int, int] | str:
-    """Validate an IPv4 header as ip_rcv does; returns (ihl, end, protocol).
-
-    ``end`` is the packet's end per tot_len (trailing link padding ignored).
-    ``partial`` accepts a packet shorter than tot_len (a copy quoted in an
-    ICMP error)."""
-    n = len(packet)
-    if n < IPV4_HLEN:
-        return "short IPv4 header"
-    b0 = packet[0]
-    if b0 >> 4 != 4:
-        return "not IPv4"
-    ihl = (b0 & 0x0F) * 4
-    if ihl < IPV4_HLEN:
-        return "bad IPv4 header length"
-    if n < ihl:
-        return "truncated IPv4 options"
-    tot_len = (packet[2] << 8) | packet[3]
-    if tot_len < ihl:
-        return "bad IPv4 total length"
-    if tot_len > n:
-        if not partial:
-            return "truncated IPv4 packet"
-        tot_len = n
-    if csum.checksum(packet, 0, ihl) != 0:
-        return "bad IPv4 header checksum"
-    frag = (packet[6] << 8) | packet[7]
-    if frag & (IP_MF | IP_OFFSET):
-        return "IPv4 fragment (reassemble first)"
-    return ihl, tot_len, packet[9]
-
-
-def parse_outer6(packet: Buffer, *, partial: bool = False) -> tuple[int, int, int] | str:
-    """Validate a fixed IPv6 header; returns (40, end, next header)."""
-    n = len(packet)
-    if n < IPV6_HLEN:
-        return "short IPv6 header"
-    if packet[0] >> 4 != 6:
-        return "not IPv6"
-    end = IPV6_HLEN + ((packet[4] << 8) | packet[5])
-    if end > n:
-        if not partial:
-            return "truncated IPv6 packet"
-        end = n
-    return IPV6_HLEN, end, packet[6]
-
-
 def decap(packet: Buffer, *, partial: bool = False) -> Decap | str:
     """A real server's view of an IPIP / 6in4 / 4in6 / ip6ip6 packet.
 
@@ -334,23 +282,12 @@ def decap(packet: Buffer, *, partial: bool = False) -> Decap | str:
     inner packet's own length field delimits it (link padding may follow).
     """
     try:
-        if len(packet) < 1:
-            return "empty packet"
-        version = packet[0] >> 4
-        if version == 4:
-            parsed = parse_outer4(packet, partial=partial)
-            if isinstance(parsed, str):
-                return parsed
-            hlen, end, proto = parsed
-            src, dst = bytes(packet[12:16]), bytes(packet[16:20])
-        elif version == 6:
-            parsed = parse_outer6(packet, partial=partial)
-            if isinstance(parsed, str):
-                return parsed
-            hlen, end, proto = parsed
-            src, dst = bytes(packet[8:24]), bytes(packet[24:40])
-        else:
-            return f"not IP (version {version})"
+        if len(packet) >= 1 and packet[0] >> 4 not in (4, 6):
+            return f"not IP (version {packet[0] >> 4})"
+        parsed = parse_outer(packet, partial=partial)
+        if isinstance(parsed, str):
+            return parsed
+        hlen, end, proto, src, dst = parsed
         if proto not in (IPPROTO_IPIP, IPPROTO_IPV6):
             return f"not a tunnel packet (protocol {proto})"
         why = _inner_ok(packet, hlen, end, proto, partial)
@@ -359,26 +296,6 @@ def decap(packet: Buffer, *, partial: bool = False) -> Decap | str:
         return Decap(hlen, src, dst)
     except (IndexError, ValueError, struct.error) as e:  # defensive: never raise
         return f"malformed packet: {e}"
-
-
-def decrement_ttl(buf: bytearray | memoryview, off: int = 0) -> bool:
-    """Forwarding's TTL step (ip_vs_xmit.c decrement_ttl): False if the TTL or
-    hop limit is <= 1 (the caller sends ICMP time exceeded and drops), else
-    decrement it and, for IPv4, update the header checksum incrementally."""
-    if buf[off] >> 4 == 6:
-        hop = buf[off + 7]
-        if hop <= 1:
-            return False
-        buf[off + 7] = hop - 1
-        return True
-    ttl = buf[off + 8]
-    if ttl <= 1:
-        return False
-    proto = buf[off + 9]
-    old = _H.unpack_from(buf, off + 10)[0]
-    buf[off + 8] = ttl - 1
-    _H.pack_into(buf, off + 10, csum.replace2(old, (ttl << 8) | proto, ((ttl - 1) << 8) | proto))
-    return True
 
 
 def tunnel_mtu(

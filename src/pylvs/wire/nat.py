@@ -28,15 +28,14 @@ from __future__ import annotations
 import struct
 
 from pylvs.wire import csum
-from pylvs.wire.packet import (
+from pylvs.wire.ip import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_SCTP,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    Pkt,
-    skip_exthdrs6,
 )
+from pylvs.wire.packet import Pkt, csum_offset_of, pseudo_sum, skip_exthdrs6
 
 _H = struct.Struct("!H")
 _HH = struct.Struct("!HH")
@@ -111,20 +110,6 @@ def sctp_csum_ok(pkt: Pkt) -> bool:
 
 
 # -- addresses and ports ---------------------------------------------------------
-
-
-def _l4_csum_off(pkt: Pkt) -> int:
-    """Offset of a transport checksum covering the pseudo header, or -1."""
-    if pkt.fragoff:
-        return -1
-    proto = pkt.proto
-    if proto == IPPROTO_TCP:
-        return pkt.l4 + 16
-    if proto == IPPROTO_UDP:
-        return pkt.l4 + 6
-    if proto == IPPROTO_ICMPV6:
-        return pkt.l4 + 2
-    return -1
 
 
 def _rewrite(
@@ -224,7 +209,8 @@ def dec_ttl(pkt: Pkt) -> bool:
     """Decrement the TTL / hop limit as a router does (ip_forward, ip6_forward).
 
     False, and the packet unchanged, when it is 1 or 0 already: the packet
-    must be dropped (the kernel answers ICMP time exceeded).
+    must be dropped (the kernel answers ICMP time exceeded).  This is
+    ``ip.decrement_ttl`` on ``pkt``'s header, inlined: it runs per packet.
     """
     buf = pkt.buf
     l3 = pkt.l3
@@ -265,14 +251,10 @@ def complete_csum(pkt: Pkt) -> bool:
         csum.put(buf, l4 + 2, 0)
         csum.put(buf, l4 + 2, csum.checksum(buf, l4, end))
     elif proto in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6):
-        c = _l4_csum_off(pkt)
+        c = l4 + csum_offset_of(proto)
         length = _H.unpack_from(buf, l4 + 4)[0] if proto == IPPROTO_UDP else end - l4
         csum.put(buf, c, 0)
-        if pkt.af == 4:
-            s = csum.pseudo4(pkt.saddr, pkt.daddr, proto, length)
-        else:
-            s = csum.pseudo6(pkt.saddr, pkt.daddr, proto, length)
-        check = csum.finish(s + csum.add(buf, l4, l4 + length))
+        check = csum.finish(pseudo_sum(pkt, length) + csum.add(buf, l4, l4 + length))
         if check == 0 and proto == IPPROTO_UDP:
             check = 0xFFFF
         csum.put(buf, c, check)
@@ -406,6 +388,13 @@ def _set_outer(pkt: Pkt, aoff: int, old: bytes, new: bytes) -> None:
         csum.put(buf, c, csum.replace_bytes(csum.get(buf, c), old, new))
 
 
+def _put_inner_addr(buf: bytearray, off: int, addr: bytes, alen: int, what: str) -> bytes:
+    if len(addr) != alen:
+        raise ValueError(f"inner {what} address of the wrong family")
+    buf[off : off + alen] = addr
+    return bytes(addr)
+
+
 def rewrite_icmp_inner(
     pkt: Pkt,
     inner: Inner,
@@ -437,17 +426,10 @@ def rewrite_icmp_inner(
     il3 = inner.l3
     alen = 4 if v4 else 16
     if inner_saddr is not None:
-        if len(inner_saddr) != alen:
-            raise ValueError("inner source address of the wrong family")
-        o = il3 + (12 if v4 else 8)
-        buf[o : o + alen] = inner_saddr
-        inner.saddr = bytes(inner_saddr)
+        inner.saddr = _put_inner_addr(buf, il3 + (12 if v4 else 8), inner_saddr, alen, "source")
     if inner_daddr is not None:
-        if len(inner_daddr) != alen:
-            raise ValueError("inner destination address of the wrong family")
         o = il3 + (16 if v4 else 24)
-        buf[o : o + alen] = inner_daddr
-        inner.daddr = bytes(inner_daddr)
+        inner.daddr = _put_inner_addr(buf, o, inner_daddr, alen, "destination")
     if v4 and (inner_saddr is not None or inner_daddr is not None):
         csum.put(buf, il3 + 10, 0)
         csum.put(buf, il3 + 10, csum.checksum(buf, il3, il3 + inner.ihl))

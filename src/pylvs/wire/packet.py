@@ -25,24 +25,25 @@ import struct
 
 from pylvs.wire import csum
 
-ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
-ETH_P_8021Q = 0x8100
-ETH_P_8021AD = 0x88A8
-ETH_P_IPV6 = 0x86DD
-ETH_HLEN = 14
-VLAN_HLEN = 4
+# The numbers are ip.py's; the data plane takes them from here.
+from pylvs.wire.ip import ETH_HLEN as ETH_HLEN
+from pylvs.wire.ip import ETH_P_8021AD as ETH_P_8021AD
+from pylvs.wire.ip import ETH_P_8021Q as ETH_P_8021Q
+from pylvs.wire.ip import ETH_P_ARP as ETH_P_ARP
+from pylvs.wire.ip import ETH_P_IP as ETH_P_IP
+from pylvs.wire.ip import ETH_P_IPV6 as ETH_P_IPV6
+from pylvs.wire.ip import IPPROTO_AH as IPPROTO_AH
+from pylvs.wire.ip import IPPROTO_ESP as IPPROTO_ESP
+from pylvs.wire.ip import IPPROTO_GRE as IPPROTO_GRE
+from pylvs.wire.ip import IPPROTO_ICMP as IPPROTO_ICMP
+from pylvs.wire.ip import IPPROTO_ICMPV6 as IPPROTO_ICMPV6
+from pylvs.wire.ip import IPPROTO_IPIP as IPPROTO_IPIP
+from pylvs.wire.ip import IPPROTO_IPV6 as IPPROTO_IPV6
+from pylvs.wire.ip import IPPROTO_SCTP as IPPROTO_SCTP
+from pylvs.wire.ip import IPPROTO_TCP as IPPROTO_TCP
+from pylvs.wire.ip import IPPROTO_UDP as IPPROTO_UDP
 
-IPPROTO_ICMP = 1
-IPPROTO_IPIP = 4
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_IPV6 = 41
-IPPROTO_GRE = 47
-IPPROTO_ESP = 50
-IPPROTO_AH = 51
-IPPROTO_ICMPV6 = 58
-IPPROTO_SCTP = 132
+VLAN_HLEN = 4
 
 # IPv6 extension headers skipped to reach the transport header (RFC 8200 4.);
 # AH and ESP are left as the packet's protocol, as IPVS treats them.
@@ -303,6 +304,19 @@ def skip_exthdrs6(
         else:
             return nexthdr, off, frag, fragoff
     return "bad_exthdr"
+
+
+def csum_offset_of(proto: int) -> int:
+    """Offset of the checksum field in a transport header (-1: none we know)."""
+    if proto == IPPROTO_TCP:
+        return 16
+    if proto == IPPROTO_UDP:
+        return 6
+    if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        return 2
+    if proto == IPPROTO_SCTP:
+        return 8
+    return -1
 
 
 def pseudo_sum(pkt: Pkt, length: int) -> int:

@@ -27,9 +27,11 @@ still fit the MTU after the insertion.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 from pylvs.wire import csum
-from pylvs.wire.packet import IPPROTO_TCP, Pkt
+from pylvs.wire.ip import IPPROTO_TCP, Buffer
+from pylvs.wire.packet import Pkt
 
 TCPOPT_EOL = 0
 TCPOPT_NOP = 1
@@ -134,32 +136,35 @@ def tcp_options(pkt: Pkt) -> bytes:
     return bytes(pkt.buf[l4 + 20 : l4 + doff])
 
 
-def parse_toa(tcp_options: bytes | bytearray | memoryview) -> tuple[bytes, int] | None:
-    """(client address, client port) from the TOA option in TCP option bytes, or None.
-
-    Options are walked as tcp_parse_options does: EOL ends them, NOP is one
-    byte, a length below 2 or running past the end stops the walk.
-    """
-    opts = tcp_options
-    n = len(opts)
-    i = 0
-    while i < n:
+def _walk_options(opts: Buffer, i: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(offset, kind, length) of each TCP option in ``opts[i:end]``, walked as
+    tcp_parse_options does: EOL ends the options, NOP is one byte, a length
+    below 2 or running past the end stops the walk."""
+    while i < end:
         kind = opts[i]
         if kind == TCPOPT_EOL:
-            return None
+            return
         if kind == TCPOPT_NOP:
             i += 1
             continue
-        if i + 1 >= n:
-            return None
+        if i + 1 >= end:
+            return
         size = opts[i + 1]
-        if size < 2 or i + size > n:
-            return None
+        if size < 2 or i + size > end:
+            return
+        yield i, kind, size
+        i += size
+
+
+def parse_toa(tcp_options: Buffer) -> tuple[bytes, int] | None:
+    """(client address, client port) from the TOA option in TCP option bytes
+    (walked as tcp_parse_options does), or None."""
+    opts = tcp_options
+    for i, kind, size in _walk_options(opts, 0, len(opts)):
         if kind == TCPOPT_TOA and size == TCPOLEN_TOA:
             return bytes(opts[i + 4 : i + 8]), _H.unpack_from(opts, i + 2)[0]
         if (kind in (TCPOPT_TOA_V6, TCPOPT_TOA)) and size == TCPOLEN_TOA_V6:
             return bytes(opts[i + 4 : i + 20]), _H.unpack_from(opts, i + 2)[0]
-        i += size
     return None
 
 
@@ -173,20 +178,8 @@ def adjust_mss(pkt: Pkt, delta: int = TCPOLEN_TOA) -> bool:
         return False
     buf = pkt.buf
     l4 = pkt.l4
-    i = l4 + 20
     hend = l4 + ((buf[l4 + 12] >> 4) << 2)
-    while i < hend:
-        kind = buf[i]
-        if kind == TCPOPT_EOL:
-            return False
-        if kind == TCPOPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= hend:
-            return False
-        size = buf[i + 1]
-        if size < 2 or i + size > hend:
-            return False
+    for i, kind, size in _walk_options(buf, l4 + 20, hend):
         if kind == TCPOPT_MSS and size == 4:
             old = _H.unpack_from(buf, i + 2)[0]
             if old <= delta:
@@ -200,5 +193,4 @@ def adjust_mss(pkt: Pkt, delta: int = TCPOLEN_TOA) -> bool:
                 c = l4 + 16
                 csum.put(buf, c, csum.replace2(csum.get(buf, c), old, new))
             return True
-        i += size
     return False

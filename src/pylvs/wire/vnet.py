@@ -29,15 +29,10 @@ from __future__ import annotations
 
 import struct
 
+from pylvs.wire.ip import IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 from pylvs.wire.nat import complete_csum
-from pylvs.wire.packet import (
-    IPPROTO_ICMP,
-    IPPROTO_ICMPV6,
-    IPPROTO_SCTP,
-    IPPROTO_TCP,
-    IPPROTO_UDP,
-    Pkt,
-)
+from pylvs.wire.packet import Pkt
+from pylvs.wire.packet import csum_offset_of as csum_offset_of
 
 # include/uapi/linux/if_packet.h (SOL_PACKET options)
 SOL_PACKET = 263
@@ -60,7 +55,6 @@ VIRTIO_NET_HDR_GSO_ECN = 0x80
 
 VNET_HDR_LEN = 10
 _HDR = struct.Struct("=BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
-_H = struct.Struct("!H")
 
 NO_HDR = bytes(VNET_HDR_LEN)
 """The header of a plain packet: no checksum to complete, no GSO."""
@@ -144,19 +138,6 @@ def pack_into(buf: bytearray, offset: int, h: VnetHdr) -> None:
     _HDR.pack_into(
         buf, offset, h.flags, h.gso_type, h.hdr_len, h.gso_size, h.csum_start, h.csum_offset
     )
-
-
-def csum_offset_of(proto: int) -> int:
-    """Offset of the checksum field in a transport header (-1: none we know)."""
-    if proto == IPPROTO_TCP:
-        return 16
-    if proto == IPPROTO_UDP:
-        return 6
-    if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-        return 2
-    if proto == IPPROTO_SCTP:
-        return 8
-    return -1
 
 
 def describes(h: VnetHdr, pkt: Pkt) -> bool:
