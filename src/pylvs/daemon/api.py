@@ -3,6 +3,9 @@
 A thin wrapper around ``ctl.Control``: it decodes the request, calls one
 operation and encodes the answer.  A refused change answers 4xx with the
 message ipvsadm would print in ``error`` and changes nothing.
+
+Besides /v1 (described by openapi.py), every listener serves the Prometheus
+metrics at /metrics and the dashboard at / (``pylvs.web``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from pylvs.core.errors import IPVSError
 from pylvs.core.table import Op
 from pylvs.daemon import ctl, openapi, views
 from pylvs.daemon.ctl import Control, RequestError
+from pylvs.web import HealthProvider, SyncProvider, VrrpProvider, dashboard
+from pylvs.web.events import Events
+from pylvs.web.metrics import CONTENT_TYPE, IPVSCollector
 
 VERSION = "0.1.0"
 IPVS_VERSION = "1.2.1"
@@ -38,6 +44,10 @@ CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
 INFO: web.AppKey[dict[str, Any]] = web.AppKey("info", dict)
 COUNTERS: web.AppKey[Callable[[], dict[str, int]]] = web.AppKey("counters")
 WRITABLE: web.AppKey[bool] = web.AppKey("writable", bool)
+METRICS: web.AppKey[IPVSCollector] = web.AppKey("metrics", IPVSCollector)
+EVENTS: web.AppKey[Events | None] = web.AppKey("events")
+HEALTH: web.AppKey[HealthProvider | None] = web.AppKey("health")
+VRRP: web.AppKey[VrrpProvider | None] = web.AppKey("vrrp")
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -269,17 +279,63 @@ async def batch(request: web.Request) -> web.Response:
     return _json({"applied": len(ops)})
 
 
+async def get_metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (not part of the JSON API)."""
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def list_events(request: web.Request) -> web.Response:
+    text = request.query.get("since", "0")
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise RequestError("'since' must be an event number (an integer >= 0)")
+    events = request.app[EVENTS]
+    return _json(events.since(int(text)) if events is not None else [])
+
+
+async def list_health(request: web.Request) -> web.Response:
+    provider = request.app[HEALTH]
+    states = provider() if provider is not None else None
+    return _json(states or [])
+
+
+async def list_vrrp(request: web.Request) -> web.Response:
+    provider = request.app[VRRP]
+    insts = provider() if provider is not None else None
+    return _json(insts or [])
+
+
 def make_app(
     control: Control,
     info: dict[str, Any],
     writable: bool = True,
     counters: Callable[[], dict[str, int]] | None = None,
+    *,
+    health: HealthProvider | None = None,
+    vrrp: VrrpProvider | None = None,
+    sync: SyncProvider | None = None,
+    events: Events | None = None,
 ) -> web.Application:
+    """The application of one listener.  ``health``, ``vrrp`` and ``sync`` are callables
+    the daemon passes (see ``pylvs.web``); they are called at each request/scrape."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=16 * 1024 * 1024)
     app[CONTROL] = control
     app[INFO] = info
     app[WRITABLE] = writable
     app[COUNTERS] = counters or dict
+    app[EVENTS] = events
+    app[HEALTH] = health
+    app[VRRP] = vrrp
+    app[METRICS] = IPVSCollector(
+        control,
+        dataplane=str(info.get("dataplane", "")),
+        counters=app[COUNTERS],
+        health=health,
+        vrrp=vrrp,
+        sync=sync,
+        events=events,
+        version=str(info.get("version", VERSION)),
+    )
     r = app.router
     r.add_get("/v1/info", get_info)
     r.add_get("/v1/dataplane", get_dataplane)
@@ -307,4 +363,9 @@ def make_app(
     r.add_post("/v1/daemons", start_daemon)
     r.add_delete("/v1/daemons/{state}", stop_daemon)
     r.add_post("/v1/batch", batch)
+    r.add_get("/v1/events", list_events)
+    r.add_get("/v1/health", list_health)
+    r.add_get("/v1/vrrp", list_vrrp)
+    r.add_get("/metrics", get_metrics)
+    dashboard.add_routes(r)
     return app

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Hashable
 from ipaddress import ip_address
 from typing import NamedTuple
@@ -42,7 +43,9 @@ from pylvs.config.lexer import split_quoted_escaped
 from pylvs.config.model import KeepalivedConf, RealServerConf, SorryServerConf, VirtualServerConf
 from pylvs.core.model import DestSpec, ServiceKey
 from pylvs.daemon import reload
-from pylvs.daemon.ctl import Control
+from pylvs.daemon.ctl import Control, format_sid
+from pylvs.web import HealthState
+from pylvs.web.events import QUORUM_DOWN, QUORUM_UP, RS_DOWN, RS_UP, Events, log_event
 
 log = logging.getLogger("pylvsd.health")
 
@@ -106,14 +109,18 @@ class Health:
         *,
         clock: Callable[[], float] | None = None,
         run_script: Callable[[str, str], None] | None = None,
+        events: Events | None = None,
     ) -> None:
         self.control = control
+        self.events = events
+        self.changed: dict[Hashable, float] = {}  # unix time of each server's last transition
         self.conf: KeepalivedConf | None = None
         self.runner = CheckRunner(self.on_change, clock=clock)
         self.states: dict[VsId, VsState] = {}
         self.managed: set[ServiceKey] = set()
         self.run_script = run_script or spawn_script
         self.started = False
+        self.last_up: dict[RsKey, bool] = {}  # the state last reported per real server
 
     # -- configuration -----------------------------------------------------------
     def load(self, conf: KeepalivedConf) -> None:
@@ -124,11 +131,14 @@ class Health:
             for rs in vs.real_servers
         }
         self.conf = conf
+        now = time.time()
+        self.changed = {k: self.changed.get(k, now) for k in servers}
         if self.started:
             self.runner.replace(servers)
         else:
             self.runner.start(servers)
             self.started = True
+        self.last_up = {k: self.runner.health(k)[0] for k in servers}
         old = self.states
         self.states = {}
         for vs in conf.virtual_servers:
@@ -158,17 +168,32 @@ class Health:
             for rs in vs.real_servers:
                 if rs_key(vs, rs) != key:
                     continue
+                was_up = self.last_up.get(rs_key(vs, rs), False)
+                self.last_up[rs_key(vs, rs)] = up
+                if up and was_up:
+                    # Still up: only its weight moved (misc_dynamic, FILE_CHECK).
+                    w = rs.weight if weight is None else weight
+                    log.info("Changing weight of service %s to %d (%s)", label(vs, rs), w, reason)
+                    continue
                 verb = (
                     ("Enabling" if up else "Disabling")
                     if rs.inhibit_on_failure
                     else ("Adding" if up else "Removing")
                 )
-                log.info(
+                self.changed[key] = time.time()
+                log_event(
+                    log,
+                    self.events,
+                    RS_UP if up else RS_DOWN,
                     "%s service %s (%s)%s",
                     verb,
                     label(vs, rs),
                     reason,
                     f" weight {weight}" if weight is not None and up else "",
+                    virtual_server=label(vs),
+                    real_server=_hp(rs.addr, rs.port),
+                    reason=reason,
+                    weight=weight,
                 )
                 script = rs.notify_up if up else rs.notify_down
                 if script:
@@ -191,13 +216,17 @@ class Health:
         threshold = vs.quorum + (-1 if st.quorum_up else 1) * vs.hysteresis
         if not st.quorum_up and total >= threshold:
             st.quorum_up = True
-            log.info(
+            log_event(
+                log,
+                self.events,
+                QUORUM_UP,
                 "Gained quorum %d+%d=%d <= %d for VS %s",
                 vs.quorum,
                 vs.hysteresis,
                 threshold,
                 total,
                 label(vs),
+                virtual_server=label(vs),
             )
             if st.sorry_active and vs.sorry_server is not None:
                 log.info("Removing sorry server %s", label(vs, vs.sorry_server))
@@ -209,13 +238,17 @@ class Health:
             lost = st.quorum_up
             st.quorum_up = False
             if lost:
-                log.info(
+                log_event(
+                    log,
+                    self.events,
+                    QUORUM_DOWN,
                     "Lost quorum %d-%d=%d > %d for VS %s",
                     vs.quorum,
                     vs.hysteresis,
                     threshold,
                     total,
                     label(vs),
+                    virtual_server=label(vs),
                 )
             if vs.sorry_server is not None and not st.sorry_active:
                 log.info("Adding sorry server %s", label(vs, vs.sorry_server))
@@ -227,6 +260,35 @@ class Health:
         script = vs.quorum_up if st.quorum_up else vs.quorum_down
         if script:
             self.run_script(script, f"quorum_{'up' if st.quorum_up else 'down'} {label(vs)}")
+
+    def server_states(self) -> list[HealthState]:
+        """Every checked real server of every service: up, weight, last transition
+        (GET /v1/health, the dashboard, pylvs_backend_health_* metrics)."""
+        conf = self.conf
+        out: list[HealthState] = []
+        if conf is None:
+            return out
+        for vs in conf.virtual_servers:
+            keys = lvs.service_keys(vs, conf.groups.get(vs.group or "", ()))
+            for rs in vs.real_servers:
+                k = rs_key(vs, rs)
+                if k not in self.runner.servers:
+                    continue
+                up, w = self.runner.health(k)
+                for key in keys:
+                    spec = lvs.dest_spec(rs, key)
+                    out.append(
+                        {
+                            "service": format_sid(key),
+                            "virtual_server": label(vs),
+                            "address": str(spec.addr),
+                            "port": spec.port,
+                            "up": up,
+                            "weight": rs.weight if w is None else w,
+                            "since": self.changed.get(k, 0.0),
+                        }
+                    )
+        return out
 
     # -- the table ---------------------------------------------------------------
     def desired(self) -> reload.Rules:

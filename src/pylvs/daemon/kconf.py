@@ -47,6 +47,13 @@ def read(path: str, policy: Policy) -> KeepalivedConf:
                     table.add_dest(key, lvs.dest_spec(rs, key))
                 except IPVSError as e:
                     problems.append(Diagnostic(rs.where, e.message))
+    try:
+        from pylvs.daemon.ha import sync_settings, vrrp_conf
+
+        vrrp_conf(conf)
+        sync_settings(conf)
+    except ConfigError as e:
+        problems += e.problems
     if problems:
         raise ConfigError(problems)
     return conf

@@ -27,12 +27,15 @@ from pylvs.core.errors import IPVSError
 from pylvs.core.table import Op, Table
 from pylvs.daemon import kconf, reload
 from pylvs.daemon.ctl import Control, Policy
+from pylvs.daemon.ha import Ha
 from pylvs.daemon.paths import default_socket
 from pylvs.dataplane.base import DataPlane
+from pylvs.web.events import RELOAD, RELOAD_FAILED, START, Events, JsonFormatter, log_event
 
 if TYPE_CHECKING:
     from pylvs.config.model import KeepalivedConf
     from pylvs.daemon.health import Health
+    from pylvs.web import HealthState
 
 log = logging.getLogger("pylvsd")
 
@@ -97,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: what the file descriptor limit allows)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text (default) or JSON lines: time, level, logger, message and the "
+        "fields of state changes (event, real_server...)",
+    )
     return p
 
 
@@ -213,6 +223,11 @@ def make_dataplane(name: str, args: argparse.Namespace) -> DataPlane:
     return PacketDataPlane(args)
 
 
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("vrrp reload failed: %s", task.exception())
+
+
 def dataplane_policy(name: str) -> Policy:
     if name == "proxy":
         from pylvs.dataplane.proxy.plane import ProxyDataPlane
@@ -255,10 +270,16 @@ class Daemon:
         self.socket_path = args.socket or default_socket()
         self._stop = asyncio.Event()
         self._sock: socket.socket | None = None
+        self.dataplane_started = False
+        self.ha = Ha(self.control)
         self.health: Health | None = None
+        self.events = Events()  # recent state changes (GET /v1/events), counts by kind
 
     def _table_changed(self) -> None:
-        self.dataplane.table_changed()
+        # Before the data plane starts (rules and -f load first) there is nothing to
+        # tell: its start() reads the whole table.
+        if self.dataplane_started:
+            self.dataplane.table_changed()
 
     def info(self) -> dict[str, Any]:
         return {
@@ -284,9 +305,26 @@ class Daemon:
         kconf_ = None
         if self.args.config:
             kconf_ = read_keepalived(self.args.config, self.dataplane.policy)
+        if kconf_ is not None:
+            # The table is in place before the API answers and the data plane starts.
+            from pylvs.daemon.health import Health
+
+            self.health = Health(self.control, events=self.events)
+            self.health.load(kconf_)
+            log.info(
+                "%s: %d services, health checking %d real servers",
+                self.args.config,
+                len(self.engine.table),
+                sum(len(vs.real_servers) for vs in kconf_.virtual_servers),
+            )
         self._sock = bind_control_socket(self.socket_path)
         runner = web.AppRunner(
-            make_app(self.control, self.info(), counters=self.dataplane.counter_values),
+            make_app(
+                self.control,
+                self.info(),
+                counters=self.dataplane.counter_values,
+                **self.web_providers(),
+            ),
             access_log=None,
         )
         await runner.setup()
@@ -299,12 +337,14 @@ class Daemon:
                 self.info(),
                 writable=self.args.http_writable,
                 counters=self.dataplane.counter_values,
+                **self.web_providers(),
             )
             http_runner = web.AppRunner(app, access_log=None)
             await http_runner.setup()
             await web.TCPSite(http_runner, host.strip("[]") or None, int(port)).start()
         try:
             await self.dataplane.start(self.engine)
+            self.dataplane_started = True
         except (OSError, RuntimeError) as e:
             await self.dataplane.stop()
             await runner.cleanup()
@@ -314,22 +354,30 @@ class Daemon:
                 os.unlink(self.socket_path)
             raise StartupError(f"{self.dataplane.name} data plane: {e}") from None
         if kconf_ is not None:
-            from pylvs.daemon.health import Health
-
-            self.health = Health(self.control)
-            self.health.load(kconf_)
-            log.info(
-                "%s: %d services, health checking %d real servers",
-                self.args.config,
-                len(self.engine.table),
-                sum(len(vs.real_servers) for vs in kconf_.virtual_servers),
-            )
+            try:
+                await self.ha.start(kconf_)
+            except OSError as e:
+                await self.ha.stop()
+                await self.dataplane.stop()
+                await runner.cleanup()
+                if http_runner is not None:
+                    await http_runner.cleanup()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.socket_path)
+                raise StartupError(f"vrrp: {e}") from None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        log.info(
-            "pylvsd %s: dataplane=%s socket=%s", "0.1.0", self.dataplane.name, self.socket_path
+        log_event(
+            log,
+            self.events,
+            START,
+            "pylvsd %s: dataplane=%s socket=%s",
+            "0.1.0",
+            self.dataplane.name,
+            self.socket_path,
+            dataplane=self.dataplane.name,
         )
         ticker = asyncio.create_task(self._tick())
         try:
@@ -339,6 +387,7 @@ class Daemon:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+            await self.ha.stop()
             if self.health is not None:
                 await self.health.stop()
             await self.dataplane.stop()
@@ -347,6 +396,18 @@ class Daemon:
                 await http_runner.cleanup()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
+
+    def web_providers(self) -> dict[str, Any]:
+        """What /metrics, /v1/health, /v1/vrrp, /v1/events and the dashboard read."""
+        return {
+            "health": self.health_states,
+            "vrrp": self.ha.instances,
+            "sync": self.ha.sync_counters,
+            "events": self.events,
+        }
+
+    def health_states(self) -> list[HealthState] | None:
+        return self.health.server_states() if self.health is not None else None
 
     async def _tick(self) -> None:
         while True:
@@ -365,11 +426,22 @@ class Daemon:
             except (ConfigError, OSError) as e:
                 problems = e.problems if isinstance(e, ConfigError) else [e]
                 for p in problems:
-                    log.error("reload refused, nothing changed: %s", p)
+                    log.error(
+                        "reload refused, nothing changed: %s",
+                        p,
+                        extra={"event": RELOAD_FAILED, "file": self.args.config},
+                    )
+                self.events.record(
+                    RELOAD_FAILED, f"reload refused: {problems[0]}", "error", file=self.args.config
+                )
                 return
             kconf.warn(conf)
             self.health.load(conf)
-            log.info("reloaded %s", self.args.config)
+            task = asyncio.get_running_loop().create_task(self.ha.reload(conf))
+            task.add_done_callback(_report_failure)
+            log_event(
+                log, self.events, RELOAD, "reloaded %s", self.args.config, file=self.args.config
+            )
             return
         if not self.args.rules:
             log.info("SIGHUP: no rules file to reload")
@@ -378,9 +450,26 @@ class Daemon:
             n = reload_rules(self.args.rules, self.control)
         except (StartupError, IPVSError) as e:
             msg = e.message if isinstance(e, IPVSError) else str(e)
-            log.error("reload refused, rules unchanged: %s", msg)
+            log_event(
+                log,
+                self.events,
+                RELOAD_FAILED,
+                "reload refused, rules unchanged: %s",
+                msg,
+                level=logging.ERROR,
+                file=self.args.rules,
+            )
             return
-        log.info("reloaded %s: %d changes", self.args.rules, n)
+        log_event(
+            log,
+            self.events,
+            RELOAD,
+            "reloaded %s: %d changes",
+            self.args.rules,
+            n,
+            file=self.args.rules,
+            changes=n,
+        )
 
 
 def config_test(args: argparse.Namespace) -> int:
@@ -441,11 +530,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s pylvsd %(levelname)s %(message)s",
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if args.log_format == "json"
+        else logging.Formatter("%(asctime)s pylvsd %(levelname)s %(message)s")
     )
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     if args.config_test:
         return config_test(args)
     try:

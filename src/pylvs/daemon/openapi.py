@@ -154,6 +154,41 @@ DAEMON = _obj(
     ["state"],
 )
 ERROR = _obj({"error": _STR, "errno": _INT, "detail": _STR, "index": _INT}, ["error"])
+EVENT = _obj(
+    {
+        "seq": {"type": "integer", "minimum": 1},
+        "time": {"type": "number"},
+        "kind": _STR,
+        "level": {"type": "string", "enum": ["debug", "info", "warning", "error", "critical"]},
+        "message": _STR,
+        "fields": {"type": "object"},
+    },
+    ["seq", "time", "kind", "level", "message", "fields"],
+)
+HEALTH = _obj(
+    {
+        "service": _STR,
+        "virtual_server": _STR,
+        "address": _STR,
+        "port": _PORT,
+        "up": _BOOL,
+        "weight": _INT,
+        "since": {"type": "number"},
+    },
+    ["service", "virtual_server", "address", "port", "up", "weight", "since"],
+)
+VRRP = _obj(
+    {
+        "name": _STR,
+        "state": _STR,
+        "interface": _STR,
+        "vrid": _INT,
+        "priority": _INT,
+        "effective_priority": _INT,
+        "since": {"type": "number"},
+    },
+    ["name", "state"],
+)
 OP = _obj(
     {
         "op": {
@@ -191,6 +226,9 @@ SCHEMAS = {
     "Daemon": DAEMON,
     "Error": ERROR,
     "Op": OP,
+    "Event": EVENT,
+    "Health": HEALTH,
+    "Vrrp": VRRP,
 }
 
 
@@ -252,6 +290,20 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
 
 def arr(name: str) -> dict[str, Any]:
     return {"type": "array", "items": _ref(name)}
+
+
+def _events_op() -> dict[str, Any]:
+    o = _op("recent state changes, oldest first", {"200": _resp(arr("Event"))})
+    o["parameters"] = [
+        {
+            "name": "since",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0, "maximum": 999999999999999999},
+            "description": "only the events numbered above this (seq of the last one seen)",
+        }
+    ]
+    return o
 
 
 def document(version: str) -> dict[str, Any]:
@@ -323,6 +375,14 @@ def document(version: str) -> dict[str, Any]:
                 "Batch",
             )
         },
+        "/v1/events": {"get": _events_op()},
+        "/v1/health": {
+            "get": _op(
+                "health-checked real servers (pylvsd -f): up, weight, last change",
+                {"200": _resp(arr("Health"))},
+            )
+        },
+        "/v1/vrrp": {"get": _op("VRRP instances and their state", {"200": _resp(arr("Vrrp"))})},
     }
     schemas = dict(SCHEMAS)
     schemas["Laddr"] = _obj({"address": _STR}, ["address"])
