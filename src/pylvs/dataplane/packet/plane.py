@@ -55,6 +55,7 @@ HEADROOM = 64  # room to prepend tunnel headers in place
 BUFSIZE = 1 << 17  # a GSO super-packet (64 KiB) plus headers
 BUDGET = 256  # frames per interface per wakeup
 REFRESH = 5.0  # seconds between re-reads of routes and neighbours
+RETRY = 1.0  # ... or sooner after a packet found no route (a link back up, say)
 Address = IPv4Address | IPv6Address
 L4 = (Proto.TCP, Proto.UDP, Proto.SCTP)
 _K4 = struct.Struct("!B4s4sHH")  # an IPv4 connection key (conn.conn_key)
@@ -81,6 +82,7 @@ class PacketDataPlane(DataPlane):
         self.routes = netinfo.Routes()
         self.neigh = Neighbours(self.send_frame)
         self.refreshed = 0.0
+        self.no_route_seen = 0  # drop_no_route at the last refresh
         self.nft_text = ""
         self.nft_dirty = False
         self.held: Counter[Elem] = Counter()
@@ -121,6 +123,7 @@ class PacketDataPlane(DataPlane):
 
     def refresh(self, now: float) -> None:
         self.refreshed = now
+        self.no_route_seen = self.counters["drop_no_route"]
         if self.started:
             self.xmit.l2.clear()
         self.routes.load()
@@ -130,6 +133,7 @@ class PacketDataPlane(DataPlane):
         for name, port in self.ports.items():
             if name in links:
                 port.addrs4 = links[name].addrs4
+                port.mac = links[name].mac
                 port.mtu = links[name].mtu
 
     # -- rules -----------------------------------------------------------------------
@@ -218,6 +222,9 @@ class PacketDataPlane(DataPlane):
                 return
             except OSError as e:
                 self.counters[f"rx_error_{e.errno}"] += 1
+                # An error (ENETDOWN: the link went down) comes with POLLERR, on which
+                # uvloop (libuv) closes the poll handle for good: register again.
+                self.loop.call_soon(self.rearm, port)
                 return
             self.rxn += 1
             try:
@@ -225,6 +232,12 @@ class PacketDataPlane(DataPlane):
             except Exception:
                 self.counters["exception"] += 1
                 log.exception("frame on %s", port.name)
+
+    def rearm(self, port: Port) -> None:
+        """Read ``port`` again after an error (a new poll handle under uvloop)."""
+        if self.ports.get(port.name) is port:
+            self.loop.remove_reader(port.fd)
+            self.loop.add_reader(port.fd, self.on_readable, port)
 
     @staticmethod
     def addr_packed(text: str) -> bytes:
@@ -245,6 +258,12 @@ class PacketDataPlane(DataPlane):
             self.counters["drop_short_vnet"] += 1
             return
         start = off + 10
+        if not buf[start] & 1 and buf[start : start + 6] != port.mac:
+            # Unicast for another host (a switch flooding it, e.g. to a VRRP backup
+            # while the master's port is down): the kernel drops PACKET_OTHERHOST
+            # before IPVS sees it, and so does this data plane.
+            self.counters["drop_otherhost"] += 1
+            return
         pkt = parse(buf, start, off + n, bool(buf[off] & 1))
         if isinstance(pkt, str):
             if pkt == "arp":
@@ -303,9 +322,9 @@ class PacketDataPlane(DataPlane):
             self.xmit.l2.clear()
         for frame in self.neigh.learn(port.name, a.spa, a.sha):
             self.send_raw(port, frame)
-        if a.op == arp.ARPOP_REQUEST and a.tpa in self.vips and a.tpa not in self.local4:
-            # A VIP routed to the director but not configured on it: answer for it.
-            self.send_frame(port.name, arp.answer(a, port.mac))
+        # ARP for a VIP is the stack's: answered where the VIP is configured (the
+        # seeds' director, the VRRP master), never by the data plane, so a VRRP
+        # backup serving the same VIP stays silent.
 
     # -- transmit --------------------------------------------------------------------
     def send_frame(self, dev: str, frame: bytes) -> None:
@@ -325,7 +344,8 @@ class PacketDataPlane(DataPlane):
 
     # -- timers ----------------------------------------------------------------------
     def tick(self, now: float) -> None:
-        if now - self.refreshed >= REFRESH:
+        missed = self.counters["drop_no_route"] != self.no_route_seen
+        if now - self.refreshed >= (RETRY if missed else REFRESH):
             try:
                 self.refresh(now)
             except Exception as e:  # a failing `ip` must not stop forwarding
