@@ -20,7 +20,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pylvs.core.engine import Engine
 from pylvs.core.errors import IPVSError
@@ -342,29 +342,18 @@ class Daemon:
             http_runner = web.AppRunner(app, access_log=None)
             await http_runner.setup()
             await web.TCPSite(http_runner, host.strip("[]") or None, int(port)).start()
+        runners = [r for r in (runner, http_runner) if r is not None]
         try:
             await self.dataplane.start(self.engine)
             self.dataplane_started = True
         except (OSError, RuntimeError) as e:
-            await self.dataplane.stop()
-            await runner.cleanup()
-            if http_runner is not None:
-                await http_runner.cleanup()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.socket_path)
-            raise StartupError(f"{self.dataplane.name} data plane: {e}") from None
+            await self._abort_start(runners, f"{self.dataplane.name} data plane: {e}")
         if kconf_ is not None:
             try:
                 await self.ha.start(kconf_)
             except OSError as e:
                 await self.ha.stop()
-                await self.dataplane.stop()
-                await runner.cleanup()
-                if http_runner is not None:
-                    await http_runner.cleanup()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.socket_path)
-                raise StartupError(f"vrrp: {e}") from None
+                await self._abort_start(runners, f"vrrp: {e}")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -396,6 +385,15 @@ class Daemon:
                 await http_runner.cleanup()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
+
+    async def _abort_start(self, runners: list[Any], message: str) -> NoReturn:
+        """Undo a half-done start (data plane, API listeners, socket) and refuse it."""
+        await self.dataplane.stop()
+        for r in runners:
+            await r.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        raise StartupError(message)
 
     def web_providers(self) -> dict[str, Any]:
         """What /metrics, /v1/health, /v1/vrrp, /v1/events and the dashboard read."""
