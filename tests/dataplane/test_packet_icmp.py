@@ -52,21 +52,33 @@ def held_connection(s: Setup, port: int) -> socket.socket:
     return c
 
 
-def test_error_from_the_real_server_side_reaches_the_client_from_the_vip(routed: Setup) -> None:
-    s = routed
-    rip = s.rip["rs1"]
-    s.director.setup(f"-A -t {VIP_NAT}:80 -s rr", f"-a -t {VIP_NAT}:80 -r {rip}:80 -m")
-    with held_connection(s, 80) as c:
+def inject(
+    s: Setup, vport: int, rs: str, sender: str, watch: tuple[str, str], error: str
+) -> tuple[list[IP], str, int]:
+    """Hold a connection through a NAT service VIP:``vport`` -> ``rs``:80, send the ICMP
+    error ``error`` (scapy text with ``{rip}`` and ``{cport}``) from ``sender``'s
+    namespace; the ICMP errors a capture on ``watch`` (node, LAN) saw, the real
+    server's address and the client's port."""
+    rip = s.rip[rs]
+    s.director.setup(f"-A -t {VIP_NAT}:{vport} -s rr", f"-a -t {VIP_NAT}:{vport} -r {rip}:80 -m")
+    with held_connection(s, vport) as c:
         cport = c.getsockname()[1]
-        with s.lab.capture("client", "ext", "icmp") as cap:
-            send_from(
-                s,
-                "rs1",
-                f"IP(src='{rip}', dst='{CIP}')/ICMP(type=3, code=4, nexthopmtu=1400)"
-                f"/IP(src='{CIP}', dst='{rip}')/TCP(sport={cport}, dport=80, flags='A')",
-            )
+        with s.lab.capture(*watch, "icmp") as cap:
+            send_from(s, sender, error.format(rip=rip, cport=cport))
             time.sleep(0.5)
-    got = icmp_errors(cap.packets())
+    return icmp_errors(cap.packets()), rip, cport
+
+
+def test_error_from_the_real_server_side_reaches_the_client_from_the_vip(routed: Setup) -> None:
+    got, _rip, cport = inject(
+        routed,
+        80,
+        "rs1",
+        "rs1",
+        ("client", "ext"),
+        f"IP(src='{{rip}}', dst='{CIP}')/ICMP(type=3, code=4, nexthopmtu=1400)"
+        f"/IP(src='{CIP}', dst='{{rip}}')/TCP(sport={{cport}}, dport=80, flags='A')",
+    )
     assert len(got) == 1, [p.summary() for p in got]  # rewritten once, no raw copy
     e = got[0]
     assert (e.src, e.dst) == (VIP_NAT, CIP)
@@ -76,30 +88,25 @@ def test_error_from_the_real_server_side_reaches_the_client_from_the_vip(routed:
     chk = e[ICMP].chksum
     del e[ICMP].chksum
     assert IP(bytes(e))[ICMP].chksum == chk, "ICMP checksum"
-    assert s.director.counters().get("icmp_out", 0) >= 1
+    assert routed.director.counters().get("icmp_out", 0) >= 1
 
 
 def test_error_from_the_client_side_reaches_the_real_server(routed: Setup) -> None:
-    s = routed
-    rip = s.rip["rs2"]
-    s.director.setup(f"-A -t {VIP_NAT}:81 -s rr", f"-a -t {VIP_NAT}:81 -r {rip}:80 -m")
-    with held_connection(s, 81) as c:
-        cport = c.getsockname()[1]
-        with s.lab.capture("rs2", "int", "icmp") as cap:
-            send_from(
-                s,
-                "client",
-                f"IP(src='{CIP}', dst='{VIP_NAT}')/ICMP(type=3, code=4, nexthopmtu=1300)"
-                f"/IP(src='{VIP_NAT}', dst='{CIP}')/TCP(sport=81, dport={cport}, flags='A')",
-            )
-            time.sleep(0.5)
-    got = icmp_errors(cap.packets())
+    got, rip, cport = inject(
+        routed,
+        81,
+        "rs2",
+        "client",
+        ("rs2", "int"),
+        f"IP(src='{CIP}', dst='{VIP_NAT}')/ICMP(type=3, code=4, nexthopmtu=1300)"
+        f"/IP(src='{VIP_NAT}', dst='{CIP}')/TCP(sport=81, dport={{cport}}, flags='A')",
+    )
     assert len(got) == 1, [p.summary() for p in got]
     e = got[0]
     assert (e.src, e.dst) == (CIP, rip)
     assert (e[IPerror].src, e[IPerror].dst) == (rip, CIP)
     assert (e[TCPerror].sport, e[TCPerror].dport) == (80, cport)
-    assert s.director.counters().get("icmp_in", 0) >= 1
+    assert routed.director.counters().get("icmp_in", 0) >= 1
 
 
 def test_no_real_server_gets_port_unreachable(routed: Setup) -> None:
