@@ -38,7 +38,7 @@ from pylvs.core.proto_tcp import TH_RST, TH_SYN
 from pylvs.daemon.ctl import Policy
 from pylvs.dataplane.base import DataPlane
 from pylvs.dataplane.proxy.poller import Poller
-from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay, reset_close
+from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay, Sock, reset_close
 from pylvs.dataplane.proxy.udp import UdpService
 from pylvs.dataplane.proxy.workers import RemoteRelay, WorkerPool
 from pylvs.wire import proxyproto
@@ -108,7 +108,7 @@ class TcpListener:
                 log.warning("accept on %s:%d: %s", self.key[1], self.key[2], e)
                 return
             # Left in blocking mode: the relay reads and writes with MSG_DONTWAIT.
-            csock = socket.socket(self.family, socket.SOCK_STREAM, 0, fd)
+            csock = Sock(self.family, socket.SOCK_STREAM, 0, fd)
             cache = plane.addr_cache
             known = cache.get(peer[0])
             if known is None:
@@ -305,13 +305,15 @@ class ProxyDataPlane(DataPlane):
         self._maybe_resume_accepting()
 
     def relay_closed(self, relay: Relay) -> None:
-        self.flush_counts(relay, time.monotonic())
+        if relay.inpkts or relay.outpkts:
+            self.flush_counts(relay, time.monotonic())
         conn = relay.tag
-        if isinstance(conn, Conn) and conn.extra is relay:
+        if conn.extra is relay:
             conn.extra = None
         self.relays.discard(relay)
         self.paused.discard(relay)
-        self._maybe_resume_accepting()
+        if not self.accepting:
+            self._maybe_resume_accepting()
 
     def _maybe_resume_accepting(self) -> None:
         # Resume accepting 10% (at least one connection) below the limit.

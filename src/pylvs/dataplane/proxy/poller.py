@@ -20,10 +20,10 @@ be reused by a new socket while stale events for the old one are pending.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import logging
 import select
-import socket
 from collections.abc import Callable
 
 EPOLLIN = select.EPOLLIN
@@ -32,6 +32,7 @@ EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 EPOLLRDHUP = select.EPOLLRDHUP
 REGISTER = EPOLLIN | EPOLLOUT | EPOLLRDHUP | select.EPOLLET
+REGISTER_IN = EPOLLIN | EPOLLRDHUP | select.EPOLLET  # no output edges until asked (modify)
 BATCH = 512
 log = logging.getLogger("pylvsd.proxy")
 
@@ -49,17 +50,21 @@ class Poller:
         self.scheduled = False
         loop.add_reader(self.ep.fileno(), self.poll)
         self.handlers: dict[int, Handler] = {}
-        self.closing: list[socket.socket] = []
+        self.closing: list[_socket.socket] = []
         self.again: list[Callable[[], None]] = []
         self.batching = False
 
-    def add(self, fd: int, handler: Handler) -> None:
+    def add(self, fd: int, handler: Handler, events: int = REGISTER) -> None:
         self.handlers[fd] = handler
-        self.ep.register(fd, REGISTER)
+        self.ep.register(fd, events)
 
-    def close(self, sock: socket.socket) -> None:
-        """Forget ``sock`` and close it (at the end of the batch being dispatched)."""
-        self.handlers.pop(sock.fileno(), None)
+    def modify(self, fd: int, events: int) -> None:
+        self.ep.modify(fd, events)
+
+    def close(self, sock: _socket.socket, fd: int = -1) -> None:
+        """Forget ``sock`` (descriptor ``fd``, if known) and close it, at the end of
+        the batch being dispatched."""
+        self.handlers.pop(fd if fd >= 0 else sock.fileno(), None)
         if self.batching:
             self.closing.append(sock)
         else:

@@ -25,6 +25,7 @@ A "packet" in the counters is one read (one splice or recv call).
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import errno
 import os
@@ -41,8 +42,14 @@ from pylvs.dataplane.proxy.poller import (
     EPOLLIN,
     EPOLLOUT,
     EPOLLRDHUP,
+    REGISTER,
+    REGISTER_IN,
     Poller,
 )
+
+# The C socket type: its methods are what the relay calls, and it skips socket.socket's
+# Python-level constructor and close() (two Python calls per socket and connection).
+Sock = _socket.socket
 
 PIPE_SIZE = 1 << 16
 SPLICE_FLAGS = 1 | 2  # SPLICE_F_MOVE | SPLICE_F_NONBLOCK
@@ -51,9 +58,12 @@ _HAS_SPLICE = hasattr(os, "splice")
 DONTWAIT = socket.MSG_DONTWAIT
 BUDGET = 16  # reads per side and wakeup before other connections get their turn
 _WAKE_IN = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
+_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+_IPPROTO_TCP = socket.IPPROTO_TCP
+_TCP_NODELAY = socket.TCP_NODELAY
 
 
-def reset_close(sock: socket.socket) -> None:
+def reset_close(sock: Sock) -> None:
     """Close so that the peer gets a RST (SO_LINGER with a zero timeout)."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
@@ -82,6 +92,7 @@ class Half:
         "dst",
         "dst_fd",
         "eof",
+        "idle_out",
         "inbound",
         "pending",
         "pr",
@@ -94,13 +105,18 @@ class Half:
         "src_fd",
     )
 
-    def __init__(self, relay: Relay, src: socket.socket, dst: socket.socket, inbound: bool):
+    def __init__(
+        self, relay: Relay, src: Sock, dst: Sock, src_fd: int, dst_fd: int, inbound: bool
+    ) -> None:
         self.relay = relay
         self.src = src
         self.dst = dst
-        self.src_fd = src.fileno()
-        self.dst_fd = dst.fileno()
+        self.src_fd = src_fd
+        self.dst_fd = dst_fd
         self.inbound = inbound
+        # ``dst`` is registered without EPOLLOUT (the client's socket: an output edge
+        # per connection for nothing) until a write to it first falls short.
+        self.idle_out = not inbound
         self.pr = self.pw = -1  # the pipe, once in splice mode
         self.pending = 0  # bytes waiting in the pipe
         self.backlog = b""  # bytes waiting in copy mode
@@ -153,7 +169,7 @@ class Half:
                 return
             if m < n:
                 self.backlog = bytes(plane.view[m:n])
-                self.blocked = True
+                self._block()
                 return
             if n < PIPE_SIZE:
                 # A short read drained the socket: the next data brings a new edge.
@@ -190,19 +206,28 @@ class Half:
                 m = self.dst.send(self.backlog, DONTWAIT)
                 self.backlog = self.backlog[m:]
                 if self.backlog:
-                    self.blocked = True
+                    self._block()
                     return False
             while self.pending:
                 m = os.splice(self.pr, self.dst_fd, self.pending, flags=SPLICE_FLAGS)
                 self.pending -= m
         except BlockingIOError:
-            self.blocked = True
+            self._block()
             return False
         except OSError as e:
             self.relay.reset(not self.inbound, e)
             return False
         self.blocked = False
         return True
+
+    def _block(self) -> None:
+        """``dst`` did not take everything: wait for its next output edge."""
+        self.blocked = True
+        if self.idle_out:
+            # Now it needs output edges; if it already has room again, the
+            # modification reports one at once (no edge can be missed).
+            self.idle_out = False
+            self.relay.plane.poller.modify(self.dst_fd, REGISTER)
 
     def writable(self) -> None:
         """An output edge on ``dst``: finish what waited, then read on."""
@@ -219,13 +244,16 @@ class Half:
         if self.shut:
             return
         self.shut = True
-        if not self.relay.halves:  # the other way is still open: pass the FIN on
-            try:
-                self.dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-        # else both ways are done and closing the sockets sends the FIN.
-        self.relay.half_done()
+        relay = self.relay
+        if relay.halves:  # both ways are done: closing the sockets sends the FIN
+            relay.halves = 2
+            relay._close(rst=False)
+            return
+        relay.halves = 1  # the other way is still open: pass the FIN on
+        try:
+            self.dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def close(self) -> None:
         if self.pw >= 0:
@@ -265,6 +293,7 @@ class Relay:
     """
 
     __slots__ = (
+        "bfd",
         "bsock",
         "cfd",
         "closed",
@@ -284,15 +313,14 @@ class Relay:
         "up",
     )
 
-    def __init__(
-        self, host: RelayHost, tag: Any, csock: socket.socket, header: bytes | None
-    ) -> None:
+    def __init__(self, host: RelayHost, tag: Any, csock: Sock, header: bytes | None) -> None:
         self.plane = host
         self.tag: Any = tag
         self.csock = csock
         self.cfd = csock.fileno()
         self.header = header
-        self.bsock: socket.socket | None = None
+        self.bsock: Sock | None = None
+        self.bfd = -1
         self.up: Half | None = None
         self.out: Half | None = None
         self.halves = 0
@@ -306,24 +334,25 @@ class Relay:
     # -- connecting to the real server ----------------------------------------
     def connect(self, addr: str, port: int, family: int) -> None:
         try:
-            b = socket.socket(
-                family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-            )
+            b = Sock(family, _STREAM, 0)
         except OSError as e:
             self.connect_failed(e.errno or errno.EMFILE)
             return
         self.bsock = b
-        b.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        bfd = self.bfd = b.fileno()
+        b.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         err = b.connect_ex((addr, port))
         if err and err != errno.EINPROGRESS:
             self.connect_failed(err)
             return
-        self.up = Half(self, self.csock, b, True)
-        self.out = Half(self, b, self.csock, False)
+        csock = self.csock
+        cfd = self.cfd
+        self.up = Half(self, csock, b, cfd, bfd, True)
+        self.out = Half(self, b, csock, bfd, cfd, False)
         self.deadline = time.monotonic() + self.plane.connect_timeout
         poller = self.plane.poller
-        poller.add(self.cfd, self.on_client)
-        poller.add(b.fileno(), self.on_server)
+        poller.add(cfd, self.on_client, REGISTER_IN)
+        poller.add(bfd, self.on_server, REGISTER)
 
     def on_client(self, ev: int) -> None:
         up = self.up
@@ -407,11 +436,6 @@ class Relay:
             if self.out is not None:
                 self.out.pump()
 
-    def half_done(self) -> None:
-        self.halves += 1
-        if self.halves == 2:
-            self._close(rst=False)
-
     def reset(self, from_client: bool, err: OSError | None) -> None:
         """A side reset (or failed): tell the host, reset the other side too."""
         if self.closed:
@@ -429,18 +453,20 @@ class Relay:
         self.closed = True
         self.deadline = 0.0
         for h in (self.up, self.out):
-            if h is not None:
+            if h is not None and h.pw >= 0:
                 h.close()
         # Drop the relay <-> half cycle so reference counting frees them (no GC work).
         self.up = self.out = None
         poller = self.plane.poller
-        for sock in (self.bsock, self.csock):
-            if sock is None:
-                continue
-            if rst:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-                except OSError:
-                    pass
-            poller.close(sock)
+        b = self.bsock
+        if rst:
+            for sock in (b, self.csock):
+                if sock is not None:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+                    except OSError:
+                        pass
+        if b is not None:
+            poller.close(b, self.bfd)
+        poller.close(self.csock, self.cfd)
         self.plane.relay_closed(self)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from pylvs.core.conn import Conn
 from pylvs.core.proto_tcp import TH_RST
 from pylvs.dataplane.proxy.poller import Poller
-from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay
+from pylvs.dataplane.proxy.tcp import PIPE_SIZE, Relay, Sock
 
 if TYPE_CHECKING:
     from pylvs.dataplane.proxy.plane import ProxyDataPlane
@@ -135,7 +135,7 @@ class WorkerPool:
         return sum(len(w.relays) for w in self.workers)
 
     def dispatch(
-        self, conn: Conn, csock: socket.socket, addr: str, port: int, header: bytes | None
+        self, conn: Conn, csock: Sock, addr: str, port: int, header: bytes | None
     ) -> RemoteRelay:
         w = min(self.workers, key=lambda x: len(x.relays))
         self.next_id += 1
