@@ -26,7 +26,6 @@ from pylvs.core.model import (
     Address,
     Dest,
     Fwd,
-    Proto,
 )
 from pylvs.core.timeouts import Timeouts
 
@@ -308,13 +307,19 @@ class ConnTable:
     def set_state(self, conn: Conn, direction: int, flags: int, now: float) -> None:
         """Feed one packet's worth of state (TCP flags, SCTP event; UDP ignores it)."""
         proto = conn.key[0]
-        if proto == Proto.TCP:
-            self._tcp_state(conn, direction, flags)
-        elif proto == Proto.UDP:
+        # Literal numbers on the per-packet path (Proto.* are global + attribute lookups).
+        if proto == 17:  # Proto.UDP
             conn.timeout = self.timeouts.udp
-        elif proto == Proto.SCTP:
+        elif proto == 6:  # Proto.TCP
+            self._tcp_state(conn, direction, flags)
+        elif proto == 132:  # Proto.SCTP
             self._sctp_state(conn, direction, flags)
-        self.touch(conn, now)
+        # touch(), inlined
+        exp = now + conn.timeout
+        conn.expires = exp
+        b = conn.bucket
+        if b is not None and exp < b - 1:
+            self._file(conn)
 
     def _tcp_state(self, conn: Conn, direction: int, tcp_flags: int) -> None:
         if conn.flags & F_NOOUTPUT:

@@ -55,6 +55,8 @@ DROP = 2  # drop silently (e.g. the connection's real server is gone)
 EST_PERIOD = 2.0
 _INPUT = int(proto_tcp.Dir.INPUT)
 _OUTPUT = int(proto_tcp.Dir.OUTPUT)
+_TH_SYN = proto_tcp.TH_SYN
+_TH_RST = proto_tcp.TH_RST
 
 
 @dataclass(slots=True)
@@ -160,6 +162,34 @@ class Engine:
         if cp.flags & F_ONE_PACKET:
             conns.release_one_packet(cp)
         return cp
+
+    def packet_in_hit(
+        self, cp: Conn, protocol: int, now: float, flags: int = 0, size: int = 0
+    ) -> bool:
+        """``packet_in`` for a packet whose key the caller found in ``conns.tab`` (``cp``),
+        when nothing but ``conn_in`` can follow: then the packet is counted and True.
+
+        False, with nothing changed, when ``packet_in`` must decide: the packet
+        may start a connection that replaces ``cp`` (a TCP SYN; a UDP packet
+        with conn_reuse_mode and expire_nodest_conn set and the real server at
+        weight 0), the real server is unavailable or unknown, a one-packet
+        entry, a protocol other than TCP and UDP.  UDP is never "expected new"
+        (is_new_conn_expected), so for UDP only the weight rule applies.
+        """
+        dest = cp.dest
+        if dest is None or not dest.flags & DEST_F_AVAILABLE or cp.flags & F_ONE_PACKET:
+            return False
+        sysctl = self.sysctl
+        if protocol == 17:  # IPPROTO_UDP: every packet counts as new
+            if sysctl.conn_reuse_mode and sysctl.expire_nodest_conn and dest.weight == 0:
+                return False
+        elif protocol == 6:  # IPPROTO_TCP
+            if flags & _TH_SYN or (sysctl.sloppy_tcp and not flags & _TH_RST):
+                return False
+        else:
+            return False
+        self.conn_in(cp, now, flags, size)
+        return True
 
     def conn_in(self, cp: Conn, now: float, flags: int = 0, size: int = 0) -> None:
         """A client packet for a connection the data plane already holds (no lookup)."""

@@ -264,7 +264,7 @@ class PacketDataPlane(DataPlane):
             # before IPVS sees it, and so does this data plane.
             self.counters["drop_otherhost"] += 1
             return
-        pkt = parse(buf, start, off + n, bool(buf[off] & 1))
+        pkt = parse(buf, start, off + n, (buf[off] & 1) != 0)  # NEEDS_CSUM
         if isinstance(pkt, str):
             if pkt == "arp":
                 self.on_arp(port, start, off + n)
@@ -272,46 +272,59 @@ class PacketDataPlane(DataPlane):
                 self.counters[f"drop_{pkt}"] += 1
             return
         proto = pkt.proto
-        if proto == IPPROTO_ICMP:
+        if proto == 6 or proto == 17:  # TCP, UDP: the common case first
+            pass
+        elif proto == IPPROTO_ICMP:
             self.xmit.icmp(port, pkt, now)
             return
-        if proto not in L4:
+        elif proto not in L4:
             return
         if pkt.frag:
             if pkt.daddr in self.vips:
                 # IPVS reassembles first; this data plane does not (documented).
                 self.counters["drop_fragment"] += 1
             return
-        key = conn_key(proto, pkt.saddr, pkt.daddr, pkt.sport, pkt.dport)
+        if pkt.af == 4:
+            key = _K4.pack(proto, pkt.saddr, pkt.daddr, pkt.sport, pkt.dport)  # conn_key
+        else:
+            key = conn_key(proto, pkt.saddr, pkt.daddr, pkt.sport, pkt.dport)
         engine = self.engine
-        cp = engine.conns.out.get(key)
+        conns = engine.conns
+        cp = conns.out.get(key)
         if cp is not None:
             self.xmit.reply(port, pkt, cp, now, buf[off + 1], buf[off + 4] | buf[off + 5] << 8)
             return
         if pkt.daddr not in self.vips:
             return
-        r = engine.packet_in(
-            proto,
-            self.addr(pkt.saddr),
-            pkt.sport,
-            self.addr(pkt.daddr),
-            pkt.dport,
-            now,
-            flags=pkt.tcp_flags,
-            size=pkt.end - pkt.l3,
-            key=key,
-        )
-        if isinstance(r, Conn):
-            new = r.in_pkts == 1 and not r.flags & F_ONE_PACKET
-            vaddr, vport = pkt.daddr, pkt.dport
-            self.xmit.forward(port, pkt, r, now, buf[off + 1], buf[off + 4] | buf[off + 5] << 8)
-            if new:
-                self.hold(r, vaddr, proto, vport)
-        elif r == NO_DEST:
-            self.counters["no_dest"] += 1
-            self.xmit.unreachable(port, pkt, now)
-        elif r == DROP:
-            self.counters["drop_no_dest_conn"] += 1
+        # A packet of a connection in the table that can only be counted on it takes
+        # the engine's short entry; anything else (a new connection, reuse rules, an
+        # unavailable real server) is packet_in's to decide.
+        cp = conns.tab.get(key)
+        if cp is None or not engine.packet_in_hit(cp, proto, now, pkt.tcp_flags, pkt.end - pkt.l3):
+            r = engine.packet_in(
+                proto,
+                self.addr(pkt.saddr),
+                pkt.sport,
+                self.addr(pkt.daddr),
+                pkt.dport,
+                now,
+                flags=pkt.tcp_flags,
+                size=pkt.end - pkt.l3,
+                key=key,
+            )
+            if not isinstance(r, Conn):
+                if r == NO_DEST:
+                    self.counters["no_dest"] += 1
+                    self.xmit.unreachable(port, pkt, now)
+                elif r == DROP:
+                    self.counters["drop_no_dest_conn"] += 1
+                return
+            cp = r
+        new = cp.in_pkts == 1 and not cp.flags & F_ONE_PACKET
+        vaddr, vport = pkt.daddr, pkt.dport
+        self.xmit.forward(port, pkt, cp, now, buf[off + 1], buf[off + 4] | buf[off + 5] << 8)
+        if new:
+            self.hold(cp, vaddr, proto, vport)
 
     def on_arp(self, port: Port, start: int, end: int) -> None:
         a = arp.parse_arp(self.view[start:end])

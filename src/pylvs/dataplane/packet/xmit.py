@@ -26,7 +26,7 @@ from pylvs.dataplane.packet import gso
 from pylvs.dataplane.packet.afpacket import Port
 from pylvs.dataplane.packet.netinfo import NextHop
 from pylvs.wire import gue, icmp, ipip, nat, toa, vnet
-from pylvs.wire.packet import IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Pkt
+from pylvs.wire.packet import IPPROTO_TCP, IPPROTO_UDP, Pkt
 
 if TYPE_CHECKING:
     from pylvs.dataplane.packet.plane import PacketDataPlane
@@ -35,6 +35,11 @@ ETH_HLEN = 14
 VNET_HLEN = 10
 _K4 = struct.Struct("!B4s4sHH")
 _I = struct.Struct("!I")
+_MACS = struct.Struct("12s")  # destination + source MAC (pack_into beats a slice assignment)
+_H = struct.Struct("!H")
+_HH = struct.Struct("!HH")
+_ADDRS4 = struct.Struct("4s4s")
+_ifb = int.from_bytes
 _ETH_IP = b"\x08\x00"
 CSUM_OFFSET = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
 LPORT_MIN, LPORT_MAX = 1024, 65535
@@ -91,17 +96,23 @@ class Xmit:
         if dest is None:
             self.counters["drop_no_dest_conn"] += 1
             return
-        rip = self.rip(dest)
+        rip = self.dests.get(dest)
+        if rip is None:
+            rip = self.rip(dest)
+        # Literal numbers (Fwd.* are global + attribute lookups), DR first.
         fwd = cp.flags & 7
-        if fwd == Fwd.MASQ:
-            nat.set_dst(pkt, rip, cp.dport)
+        if fwd == 3:  # Fwd.DROUTE
             self.out(pkt, rip, gso_type, gso_size, now)
-        elif fwd == Fwd.DROUTE:
+        elif fwd == 0:  # Fwd.MASQ
+            if nat.nat4_ok(pkt):
+                nat.nat4(pkt, pkt.saddr, pkt.sport, rip, cp.dport)
+            else:
+                nat.set_dst(pkt, rip, cp.dport)
             self.out(pkt, rip, gso_type, gso_size, now)
-        elif fwd == Fwd.TUNNEL:
-            self.tunnel(port, pkt, dest, rip, gso_type, gso_size, now)
-        elif fwd == Fwd.FULLNAT:
+        elif fwd == 5:  # Fwd.FULLNAT
             self.fullnat_in(pkt, cp, dest, rip, gso_type, gso_size, now)
+        elif fwd == 2:  # Fwd.TUNNEL
+            self.tunnel(port, pkt, dest, rip, gso_type, gso_size, now)
         else:
             self.counters["drop_local"] += 1
 
@@ -119,9 +130,12 @@ class Xmit:
                 self.counters["drop_no_laddr"] += 1
                 return
         caddr, cport = pkt.saddr, pkt.sport
-        nat.set_src(pkt, f.lip, f.lport)
-        nat.set_dst(pkt, rip, cp.dport)
-        if pkt.proto == IPPROTO_TCP:
+        if nat.nat4_ok(pkt):
+            nat.nat4(pkt, f.lip, f.lport, rip, cp.dport)
+        else:
+            nat.set_src(pkt, f.lip, f.lport)
+            nat.set_dst(pkt, rip, cp.dport)
+        if pkt.proto == 6:  # IPPROTO_TCP
             fl = pkt.tcp_flags
             if (fl & TH_SYN and not fl & (TH_RST | TH_FIN)) or (
                 fl & TH_ACK
@@ -166,20 +180,26 @@ class Xmit:
             return
         _, caddr, vaddr, cport, vport = _K4.unpack(key)
         fwd = cp.flags & 7
-        if fwd == Fwd.MASQ:
-            nat.set_src(pkt, vaddr, vport)
+        if fwd == 0:  # Fwd.MASQ
+            if nat.nat4_ok(pkt):
+                nat.nat4(pkt, vaddr, vport, pkt.daddr, pkt.dport)
+            else:
+                nat.set_src(pkt, vaddr, vport)
             if not nat.dec_ttl(pkt):
                 self.counters["drop_ttl"] += 1
                 return
-        elif fwd == Fwd.FULLNAT:
+        elif fwd == 5:  # Fwd.FULLNAT
             f = cp.extra
-            if isinstance(f, Fnat) and pkt.proto == IPPROTO_TCP:
+            if isinstance(f, Fnat) and pkt.proto == 6:  # IPPROTO_TCP
                 fl = pkt.tcp_flags
                 if fl & TH_SYN and fl & TH_ACK:
                     f.toa_ack = (_I.unpack_from(pkt.buf, pkt.l4 + 4)[0] + 1) & 0xFFFFFFFF
                     toa.adjust_mss(pkt)
-            nat.set_src(pkt, vaddr, vport)
-            nat.set_dst(pkt, caddr, cport)
+            if nat.nat4_ok(pkt):
+                nat.nat4(pkt, vaddr, vport, caddr, cport)
+            else:
+                nat.set_src(pkt, vaddr, vport)
+                nat.set_dst(pkt, caddr, cport)
         else:
             return
         self.out(pkt, caddr, gso_type, gso_size, now)
@@ -377,20 +397,19 @@ class Xmit:
                 self.pending(pkt, to, gso_type, gso_size, now)
                 return
         port, macs = l2
-        buf = self.buf
-        if not gso_type and pkt.end - pkt.l3 > port.mtu:
-            if pkt.af == 4 and buf[pkt.l3 + 6] & 0x40:
+        start = pkt.start
+        end = pkt.end
+        if not gso_type and end - pkt.l3 > port.mtu:
+            if pkt.af == 4 and self.buf[pkt.l3 + 6] & 0x40:
                 self.frag_needed(pkt, port.mtu, now)
             else:
                 self.counters["drop_too_big"] += 1
             return
-        start = pkt.start
-        s = start - VNET_HLEN
-        if moved or pkt.proto == IPPROTO_SCTP or start != self.rx_start:
-            buf[s:start] = vnet.for_pkt(pkt, gso_type, gso_size)
-        buf[start : start + 12] = macs
+        if moved or start != self.rx_start or pkt.proto == 132:  # IPPROTO_SCTP
+            self.buf[start - VNET_HLEN : start] = vnet.for_pkt(pkt, gso_type, gso_size)
+        _MACS.pack_into(self.buf, start, macs)
         try:
-            port.sock.send(self.view[s : pkt.end])
+            port.sock.send(self.view[start - VNET_HLEN : end])
             self.plane.tx += 1
         except OSError as e:
             self.counters[f"tx_error_{e.errno}"] += 1
