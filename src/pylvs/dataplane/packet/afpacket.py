@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from pylvs.dataplane.packet.txring import TxRing
 from pylvs.wire.vnet import PACKET_VNET_HDR, SOL_PACKET
 
 ETH_P_ALL = 0x0003
@@ -30,6 +31,7 @@ class Port:
     mtu: int
     sock: socket.socket
     addrs4: list[bytes] = field(default_factory=list)
+    ring: TxRing | None = None
 
     @property
     def fd(self) -> int:
@@ -53,4 +55,9 @@ def open_port(name: str, index: int, mac: bytes, mtu: int, addrs4: list[bytes]) 
     except OSError:
         s.close()
         raise
-    return Port(name, index, mac, mtu, s, addrs4)
+    port = Port(name, index, mac, mtu, s, addrs4)
+    try:
+        port.ring = TxRing(name)
+    except OSError:
+        pass  # frames go out one send() each
+    return port

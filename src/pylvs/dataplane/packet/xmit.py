@@ -408,11 +408,7 @@ class Xmit:
         if moved or start != self.rx_start or pkt.proto == 132:  # IPPROTO_SCTP
             self.buf[start - VNET_HLEN : start] = vnet.for_pkt(pkt, gso_type, gso_size)
         _MACS.pack_into(self.buf, start, macs)
-        try:
-            port.sock.send(self.view[start - VNET_HLEN : end])
-            self.plane.tx += 1
-        except OSError as e:
-            self.counters[f"tx_error_{e.errno}"] += 1
+        self.plane.send_raw(port, self.view[start - VNET_HLEN : end])
 
     def resolve(self, to: bytes, now: float) -> tuple[Port, bytes] | None:
         """Interface and MAC header (destination, source) toward ``to``, cached until
