@@ -230,6 +230,37 @@ class Engine:
         cp.in_pkts += inpkts
         self.conns.touch(cp, now)
 
+    def report(
+        self,
+        cp: Conn,
+        now: float,
+        inbound: bool,
+        flags: int,
+        inpkts: int = 0,
+        inbytes: int = 0,
+        outpkts: int = 0,
+        outbytes: int = 0,
+    ) -> None:
+        """A proxy's report at a FIN or RST: ``account`` for the traffic it counted
+        since its last report, then ``conn_in`` (``inbound``, from the client) or
+        ``packet_out`` (from the real server) for the packet with ``flags``, in
+        one pass (one timer restart, one update per counter)."""
+        if inbound:
+            inpkts += 1
+        else:
+            outpkts += 1
+        for st in self._stats_of(cp):
+            st.inpkts += inpkts
+            st.inbytes += inbytes
+            st.outpkts += outpkts
+            st.outbytes += outbytes
+        cp.in_pkts += inpkts
+        self.conns.set_state(cp, _INPUT if inbound else _OUTPUT, flags, now)
+        if inbound:
+            sync = self.sync
+            if sync is not None:
+                sync(cp, now)
+
     def _stats_of(self, cp: Conn) -> tuple[Stats, ...]:
         dest = cp.dest
         if dest is None:

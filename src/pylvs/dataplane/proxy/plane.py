@@ -269,12 +269,17 @@ class ProxyDataPlane(DataPlane):
             relay.inpkts = relay.inbytes = relay.outpkts = relay.outbytes = 0
 
     def state(self, relay: Relay, inbound: bool, flags: int) -> None:
-        now = time.monotonic()
-        self.flush_counts(relay, now)
-        if inbound:
-            self.engine.conn_in(relay.tag, now, flags, 0)
-        else:
-            self.engine.packet_out(relay.tag, now, flags=flags)
+        self.engine.report(
+            relay.tag,
+            time.monotonic(),
+            inbound,
+            flags,
+            relay.inpkts,
+            relay.inbytes,
+            relay.outpkts,
+            relay.outbytes,
+        )
+        relay.inpkts = relay.inbytes = relay.outpkts = relay.outbytes = 0
 
     def addr_text(self, dest: Dest) -> str:
         """str(dest.addr), cached per dest: ipaddress builds the text anew each time."""
