@@ -222,21 +222,29 @@ def encap_into(
         tot_len = IPV4_HLEN + inner_len
         if tot_len > 0xFFFF:
             raise ValueError(f"encapsulated packet too long ({tot_len})")
+        ident = 0 if df else ident & 0xFFFF
+        frag = IP_DF if df else 0
+        if ttl is None:
+            ttl = buf[i + 8]
+        # The header checksum from the fields: 16-bit words summed modulo 0xffff (a
+        # 32-bit address counts as the sum of its two words, 2**16 being 1 modulo 0xffff).
+        s = 0x4500 + tos + tot_len + ident + frag + (ttl << 8) + IPPROTO_IPIP
+        s += int.from_bytes(outer_src, "big") + int.from_bytes(outer_dst, "big")
+        check = 0xFFFF - (s % 0xFFFF or 0xFFFF)
         _IP4.pack_into(
             buf,
             off,
             0x45,
             tos,
             tot_len,
-            0 if df else ident & 0xFFFF,
-            IP_DF if df else 0,
-            buf[i + 8] if ttl is None else ttl,
+            ident,
+            frag,
+            ttl,
             IPPROTO_IPIP,
-            0,
+            check,
             outer_src,
             outer_dst,
         )
-        _H.pack_into(buf, off + 10, csum.checksum(buf, off, i))
         return tot_len
     hlen = outer_hlen(outer_src)
     info = inner_info(buf, off + hlen, ttl=ttl, df=df)

@@ -45,6 +45,8 @@ CSUM_OFFSET = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
 LPORT_MIN, LPORT_MAX = 1024, 65535
 GUE_HLEN = 8 + 4  # UDP + GUE base header
 _NO_VNET = bytes(VNET_HLEN)
+# virtio_net_hdr with NEEDS_CSUM (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+_VNET_CSUM = struct.Struct("=BBHHHH")
 
 
 def tunnel_hlen(dest: Dest) -> int:
@@ -269,15 +271,21 @@ class Xmit:
         else:
             ipip.encap_into(self.buf, o, inner_len, src, rip)
         e = o - ETH_HLEN
-        self.buf[e + 12 : e + 14] = _ETH_IP
+        buf = self.buf
+        buf[e + 12 : e + 14] = _ETH_IP
         # A partial inner checksum stays partial: the header points at it behind the
         # outer headers (a NIC finishes it; so does pylvs realserver's decapsulator).
-        hdr = (
-            vnet.build(needs_csum=True, csum_start=pkt.l4 - e, csum_offset=off)
-            if partial
-            else _NO_VNET
-        )
-        self.emit(nh, out, e, o + ohl + inner_len, hdr, now)
+        hdr = _VNET_CSUM.pack(1, 0, 0, 0, pkt.l4 - e, off) if partial else _NO_VNET
+        end = o + ohl + inner_len
+        l2 = self.l2.get(rip)  # the outer destination's next hop, when known (resolve)
+        if l2 is not None and l2[0] is out:
+            s = e - VNET_HLEN
+            buf[s:e] = hdr
+            _MACS.pack_into(buf, e, l2[1])
+            plane.send_raw(out, self.view[s:end])
+            return
+        self.emit(nh, out, e, end, hdr, now)
+        self.resolve(rip, now)  # for the next packets (None while the neighbour is unknown)
 
     def encap_frame(
         self,
