@@ -3,7 +3,9 @@
 Every relay socket is registered once, for input, output and peer shutdown,
 edge-triggered, and stays registered until it is closed: no per-event
 add/remove of readers and writers, which is most of what an asyncio loop
-costs a short proxied connection.
+costs a short proxied connection.  (The client's socket starts without
+output edges, which would only announce the room it has from the start, and
+gets them with one modify the first time a write to it falls short.)
 
 The epoll set is private and is itself one reader of the asyncio loop
 (uvloop), so the control API, listeners and UDP stay on the loop.  (Tried
