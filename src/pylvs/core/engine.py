@@ -222,13 +222,16 @@ class Engine:
 
         The connection's timer restarts, as it would with each packet.
         """
+        self._traffic(cp, inpkts, inbytes, outpkts, outbytes)
+        self.conns.touch(cp, now)
+
+    def _traffic(self, cp: Conn, inpkts: int, inbytes: int, outpkts: int, outbytes: int) -> None:
         for st in self._stats_of(cp):
             st.inpkts += inpkts
             st.inbytes += inbytes
             st.outpkts += outpkts
             st.outbytes += outbytes
         cp.in_pkts += inpkts
-        self.conns.touch(cp, now)
 
     def report(
         self,
@@ -249,12 +252,7 @@ class Engine:
             inpkts += 1
         else:
             outpkts += 1
-        for st in self._stats_of(cp):
-            st.inpkts += inpkts
-            st.inbytes += inbytes
-            st.outpkts += outpkts
-            st.outbytes += outbytes
-        cp.in_pkts += inpkts
+        self._traffic(cp, inpkts, inbytes, outpkts, outbytes)
         self.conns.set_state(cp, _INPUT if inbound else _OUTPUT, flags, now)
         if inbound:
             sync = self.sync
