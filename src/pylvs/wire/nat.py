@@ -11,8 +11,8 @@ ip_vs_nat_icmp{,_v6} in ip_vs_core.c, for a ``Pkt`` from packet.parse:
   over IPv4 means "none" and stays 0; a computed UDP checksum of 0 is sent
   as 0xffff.  SCTP's CRC32c has no pseudo header: it is recomputed when a
   port changes or the checksum is partial (virtio cannot offload CRC32c).
-- ``nat4``: both sides of an IPv4 TCP/UDP packet at once (FULLNAT), one
-  checksum update for the two changes.
+- ``set_addrs``: both sides at once; ``nat4`` does it for an IPv4 TCP/UDP
+  packet with one checksum update for the two changes (FULLNAT).
 - ``dec_ttl``, ``set_macs``: the forwarding chores.
 - ``parse_icmp_inner``/``rewrite_icmp_inner``/``nat_icmp``: ICMP errors about
   a connection's packets, with the quoted header rewritten as the kernel
@@ -205,7 +205,7 @@ def nat4(pkt: Pkt, saddr: bytes, sport: int, daddr: bytes, dport: int) -> None:
     """``set_src(pkt, saddr, sport)`` then ``set_dst(pkt, daddr, dport)`` in one
     pass, for an IPv4 TCP or UDP packet that has its transport header (``pkt.fragoff``
     0): the same bytes and ``pkt`` fields, with half the work for FULLNAT, which
-    changes both sides.  Other packets (IPv6, SCTP, later fragments) take those two.
+    changes both sides.  Other packets (IPv6, SCTP, later fragments): ``set_addrs``.
 
     The RFC 1624 updates of the two calls add up (a one's-complement sum is
     associative, and the normalising ``% 0xffff or 0xffff`` is idempotent),
@@ -254,10 +254,18 @@ def nat4(pkt: Pkt, saddr: bytes, sport: int, daddr: bytes, dport: int) -> None:
     pkt.dport = dport
 
 
-def nat4_ok(pkt: Pkt) -> bool:
-    """Whether ``nat4`` may rewrite ``pkt``."""
+def set_addrs(pkt: Pkt, saddr: bytes, sport: int, daddr: bytes, dport: int) -> None:
+    """Rewrite the source and the destination: ``nat4`` where it applies (IPv4 TCP
+    or UDP with its transport header), else ``set_src``/``set_dst`` for each side
+    that changes."""
     proto = pkt.proto
-    return pkt.af == 4 and (proto == 6 or proto == 17) and not pkt.fragoff
+    if pkt.af == 4 and (proto == 6 or proto == 17) and not pkt.fragoff:
+        nat4(pkt, saddr, sport, daddr, dport)
+        return
+    if saddr != pkt.saddr or sport != pkt.sport:
+        set_src(pkt, saddr, sport)
+    if daddr != pkt.daddr or dport != pkt.dport:
+        set_dst(pkt, daddr, dport)
 
 
 def set_macs(pkt: Pkt, dst_mac: bytes, src_mac: bytes) -> None:

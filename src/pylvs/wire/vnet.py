@@ -172,6 +172,12 @@ def build(
     return _HDR.pack(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
 
 
+def partial_csum(csum_start: int, csum_offset: int) -> bytes:
+    """``build(needs_csum=True, csum_start=..., csum_offset=...)`` for the per-packet
+    path (positional, no keyword handling)."""
+    return _HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, csum_start, csum_offset)
+
+
 def for_pkt(pkt: Pkt, gso_type: int = VIRTIO_NET_HDR_GSO_NONE, gso_size: int = 0) -> bytes:
     """The header to send ``pkt`` (as rewritten) with.
 

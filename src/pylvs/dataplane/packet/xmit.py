@@ -36,17 +36,11 @@ VNET_HLEN = 10
 _K4 = struct.Struct("!B4s4sHH")
 _I = struct.Struct("!I")
 _MACS = struct.Struct("12s")  # destination + source MAC (pack_into beats a slice assignment)
-_H = struct.Struct("!H")
-_HH = struct.Struct("!HH")
-_ADDRS4 = struct.Struct("4s4s")
-_ifb = int.from_bytes
 _ETH_IP = b"\x08\x00"
 CSUM_OFFSET = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
 LPORT_MIN, LPORT_MAX = 1024, 65535
 GUE_HLEN = 8 + 4  # UDP + GUE base header
 _NO_VNET = bytes(VNET_HLEN)
-# virtio_net_hdr with NEEDS_CSUM (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
-_VNET_CSUM = struct.Struct("=BBHHHH")
 
 
 def tunnel_hlen(dest: Dest) -> int:
@@ -106,10 +100,7 @@ class Xmit:
         if fwd == 3:  # Fwd.DROUTE
             self.out(pkt, rip, gso_type, gso_size, now)
         elif fwd == 0:  # Fwd.MASQ
-            if nat.nat4_ok(pkt):
-                nat.nat4(pkt, pkt.saddr, pkt.sport, rip, cp.dport)
-            else:
-                nat.set_dst(pkt, rip, cp.dport)
+            nat.set_addrs(pkt, pkt.saddr, pkt.sport, rip, cp.dport)
             self.out(pkt, rip, gso_type, gso_size, now)
         elif fwd == 5:  # Fwd.FULLNAT
             self.fullnat_in(pkt, cp, dest, rip, gso_type, gso_size, now)
@@ -132,11 +123,7 @@ class Xmit:
                 self.counters["drop_no_laddr"] += 1
                 return
         caddr, cport = pkt.saddr, pkt.sport
-        if nat.nat4_ok(pkt):
-            nat.nat4(pkt, f.lip, f.lport, rip, cp.dport)
-        else:
-            nat.set_src(pkt, f.lip, f.lport)
-            nat.set_dst(pkt, rip, cp.dport)
+        nat.set_addrs(pkt, f.lip, f.lport, rip, cp.dport)
         if pkt.proto == 6:  # IPPROTO_TCP
             fl = pkt.tcp_flags
             if (fl & TH_SYN and not fl & (TH_RST | TH_FIN)) or (
@@ -183,10 +170,7 @@ class Xmit:
         _, caddr, vaddr, cport, vport = _K4.unpack(key)
         fwd = cp.flags & 7
         if fwd == 0:  # Fwd.MASQ
-            if nat.nat4_ok(pkt):
-                nat.nat4(pkt, vaddr, vport, pkt.daddr, pkt.dport)
-            else:
-                nat.set_src(pkt, vaddr, vport)
+            nat.set_addrs(pkt, vaddr, vport, pkt.daddr, pkt.dport)
             if not nat.dec_ttl(pkt):
                 self.counters["drop_ttl"] += 1
                 return
@@ -197,11 +181,7 @@ class Xmit:
                 if fl & TH_SYN and fl & TH_ACK:
                     f.toa_ack = (_I.unpack_from(pkt.buf, pkt.l4 + 4)[0] + 1) & 0xFFFFFFFF
                     toa.adjust_mss(pkt)
-            if nat.nat4_ok(pkt):
-                nat.nat4(pkt, vaddr, vport, caddr, cport)
-            else:
-                nat.set_src(pkt, vaddr, vport)
-                nat.set_dst(pkt, caddr, cport)
+            nat.set_addrs(pkt, vaddr, vport, caddr, cport)
         else:
             return
         self.out(pkt, caddr, gso_type, gso_size, now)
@@ -275,7 +255,7 @@ class Xmit:
         buf[e + 12 : e + 14] = _ETH_IP
         # A partial inner checksum stays partial: the header points at it behind the
         # outer headers (a NIC finishes it; so does pylvs realserver's decapsulator).
-        hdr = _VNET_CSUM.pack(1, 0, 0, 0, pkt.l4 - e, off) if partial else _NO_VNET
+        hdr = vnet.partial_csum(pkt.l4 - e, off) if partial else _NO_VNET
         end = o + ohl + inner_len
         l2 = self.l2.get(rip)  # the outer destination's next hop, when known (resolve)
         if l2 is not None and l2[0] is out:
